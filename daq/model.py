@@ -1,0 +1,121 @@
+"""The core data model: readings and the metadata that describes them once.
+
+A :class:`Reading` is one value of one channel of one device at one instant. It carries its
+own quality and, once calibration lands, its expanded uncertainty. Device and channel
+metadata (:class:`DeviceMeta`, :class:`ChannelMeta`) are described once and published
+retained; readings carry values, timestamps, uncertainty and quality.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Quality(StrEnum):
+    """Quality of a reading (OPC-UA-like, three states)."""
+
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+
+
+class Reason(StrEnum):
+    """Why a reading is not good. Stable codes: dashboards and alarms key on them."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"  # refused, reset, unreachable
+    PROTOCOL = "protocol"  # malformed frame, CRC error, unexpected reply
+    DEVICE_EXCEPTION = "device_exception"  # Modbus exception response, DL/T 645 abnormal reply
+    DECODE = "decode"  # registers received but not decodable (NaN, bad string)
+    BACKOFF = "backoff"  # not polled: device degraded and waiting to retry
+    OUT_OF_RANGE = "out_of_range"
+
+
+Value = float | int | str
+
+
+@dataclass(slots=True)
+class Reading:
+    """One value of one channel at one instant.
+
+    ``ts_ns`` is the acquisition time (UTC, nanoseconds since the epoch), taken when the
+    device's response arrived. ``value`` is the engineering value (raw × scale + offset and,
+    later, the calibration correction); ``raw`` is what the device sent, decoded but unscaled.
+    ``u`` is the expanded uncertainty and ``k`` its coverage factor, ``None`` until a
+    calibration chain applies. A bad reading has ``value is None`` and a ``reason``.
+    """
+
+    ts_ns: int
+    enterprise: str
+    gateway: str
+    device: str
+    channel: str
+    quantity: str
+    unit: str
+    value: Value | None
+    raw: Value | None = None
+    quality: Quality = Quality.GOOD
+    reason: str | None = None
+    u: float | None = None
+    k: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.value is None and self.quality is not Quality.BAD:
+            raise ValueError("a reading without a value must have quality 'bad'")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMeta:
+    """What a channel measures, described once."""
+
+    id: str
+    quantity: str
+    unit: str
+    description: str = ""
+    range_min: float | None = None
+    range_max: float | None = None
+    resolution: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "quantity": self.quantity,
+            "unit": self.unit,
+            "description": self.description,
+            "range": [self.range_min, self.range_max],
+            "resolution": self.resolution,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMeta:
+    """A device and its channels, published retained on ``…/{device}/meta``."""
+
+    enterprise: str
+    gateway: str
+    device: str
+    profile: str
+    maker: str
+    model: str
+    interval_ms: int
+    channels: tuple[ChannelMeta, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "enterprise": self.enterprise,
+            "gateway": self.gateway,
+            "device": self.device,
+            "profile": self.profile,
+            "maker": self.maker,
+            "model": self.model,
+            "interval_ms": self.interval_ms,
+            "channels": [c.as_dict() for c in self.channels],
+        }
+
+
+def now_ns() -> int:
+    """Wall-clock time in UTC nanoseconds: the one clock readings are stamped with."""
+    return time.time_ns()
