@@ -1,3 +1,19 @@
 """Protocol codecs (sans-I/O) and instrument drivers (codec + transport)."""
 
-__all__: list[str] = []
+from drivers.errors import (
+    DecodeError,
+    DeviceConnectionError,
+    DeviceException,
+    DeviceProtocolError,
+    DeviceTimeout,
+    DriverError,
+)
+
+__all__ = [
+    "DecodeError",
+    "DeviceConnectionError",
+    "DeviceException",
+    "DeviceProtocolError",
+    "DeviceTimeout",
+    "DriverError",
+]

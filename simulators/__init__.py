@@ -1,1 +1,17 @@
-"""simulators."""
+"""Simulated devices: the drivers' sans-I/O codecs in the server role plus physical models."""
+
+from simulators.fleet import MeterFleet, MeterSpec, run_meters, serve_forever
+from simulators.meter import CHANNELS, MeterModel, ThreePhaseLoad
+from simulators.modbus_meter import Faults, ModbusMeterSimulator
+
+__all__ = [
+    "CHANNELS",
+    "Faults",
+    "MeterFleet",
+    "MeterModel",
+    "MeterSpec",
+    "ModbusMeterSimulator",
+    "ThreePhaseLoad",
+    "run_meters",
+    "serve_forever",
+]

@@ -1,6 +1,8 @@
 """Modbus: sans-I/O codec, read planning and the TCP driver."""
 
 from drivers.modbus.codec import (
+    EXCEPTION_NAMES,
+    MAX_READ_REGISTERS,
     ExceptionResponse,
     ModbusProtocolError,
     ReadRequest,
@@ -14,18 +16,29 @@ from drivers.modbus.codec import (
     encode_value,
     engineering_value,
 )
+from drivers.modbus.driver import ChannelResult, ModbusDevice, PymodbusTcpReader, RegisterReader
+from drivers.modbus.plan import ReadPlan, describe_plan, plan_reads
 
 __all__ = [
+    "EXCEPTION_NAMES",
+    "MAX_READ_REGISTERS",
+    "ChannelResult",
     "ExceptionResponse",
+    "ModbusDevice",
     "ModbusProtocolError",
+    "PymodbusTcpReader",
+    "ReadPlan",
     "ReadRequest",
     "ReadResponse",
+    "RegisterReader",
     "RtuDecoder",
     "TcpDecoder",
     "crc16",
     "decode_value",
+    "describe_plan",
     "encode_rtu",
     "encode_tcp",
     "encode_value",
     "engineering_value",
+    "plan_reads",
 ]

@@ -38,7 +38,7 @@ _STRUCT: dict[DataType, str] = {
 
 def _to_wire(big_endian: bytes, order: WordOrder) -> bytes:
     """Rearrange a big-endian value (ABCD…) into the device's order. Involutive."""
-    if order is WordOrder.ABCD or len(big_endian) == 2 and order is WordOrder.CDAB:
+    if order is WordOrder.ABCD or (len(big_endian) == 2 and order is WordOrder.CDAB):
         return big_endian
     if order is WordOrder.DCBA:
         return big_endian[::-1]

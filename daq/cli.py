@@ -1,0 +1,184 @@
+"""The ``daq`` command line. Imports of the rest of the repo happen inside the commands, so
+``daq --help`` and ``daq config check`` stay fast and ``daq`` stays the bottom layer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+
+from daq.yamlsrc import SourceErrors
+
+EXIT_CONFIG = 2
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def _load(path: str) -> Any:
+    from daq.config import load_config
+
+    try:
+        return load_config(path)
+    except SourceErrors as exc:
+        for err in exc.errors:
+            click.echo(str(err), err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine; Ctrl-C cancels it cleanly (its finally blocks run) and exits 130."""
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        click.echo("\nstopped", err=True)
+        sys.exit(130)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """daq — metrology and energy-meter data acquisition."""
+    _setup_logging(verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+@main.group()
+def config() -> None:
+    """Check and explain configuration files."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def config_check(file: Path) -> None:
+    """Validate FILE; print a summary and the planned Modbus requests of every device.
+
+    On error, print FILE:LINE: field: message for every problem and exit 2.
+    """
+    from drivers.modbus.plan import describe_plan, plan_reads
+
+    loaded = _load(str(file))
+    cfg = loaded.config
+    click.echo(f"{file}: OK")
+    click.echo(f"enterprise {cfg.enterprise.id} ({cfg.enterprise.name})")
+    for gw, bus, dev in loaded.devices():
+        profile = loaded.profiles[dev.profile]
+        click.echo(f"  {gw.id} / {bus.id} ({bus.protocol} {bus.host}:{bus.port}) / {dev.id}: "
+                   f"{profile.maker} {profile.model}, unit {dev.unit_id}, "
+                   f"{len(profile.channels)} channels every {dev.interval_ms} ms")
+        for line in describe_plan(plan_reads(profile.channels, dev.max_gap, dev.max_registers)):
+            click.echo(f"      {line}")
+    m = cfg.mqtt
+    auth = f"user {m.username}" if m.username else "anonymous"
+    click.echo(f"mqtt: {m.host}:{m.port} ({auth}{', TLS' if m.tls else ''})")
+    click.echo(f"storage: {cfg.storage.kind}")
+
+
+# ---------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--device", "device_id", required=True, help="Device id from the config.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def read(config_file: str, device_id: str, as_json: bool) -> None:
+    """Poll one device once and print its channels (commissioning)."""
+    from daq.read import read_device
+
+    loaded = _load(config_file)
+    code = _run(read_device(loaded, device_id, as_json))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--gateway", "gateway_id", default=None, help="Gateway id (default: the first).")
+def gateway(config_file: str, gateway_id: str | None) -> None:
+    """Run a gateway: poll its devices and publish to MQTT through the durable outbox."""
+    from gateway.service import GatewayService
+
+    loaded = _load(config_file)
+
+    async def go() -> None:
+        await GatewayService(loaded, gateway_id).run()
+
+    _run(go())
+
+
+@main.command()
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--client-id", default=None,
+              help="Fixed MQTT client id: a persistent session kept across restarts.")
+def ingest(config_file: str, client_id: str | None) -> None:
+    """Subscribe to the gateways' data and write it to storage."""
+    import time
+
+    from gateway.ingest import Ingest
+    from gateway.storage import open_storage
+
+    loaded = _load(config_file)
+    ing = Ingest(loaded, open_storage(loaded), client_id=client_id)
+    ing.start()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        ing.stop()
+        s = ing.stats
+        click.echo(f"\ningest stopped: {s.written_readings} readings written, "
+                   f"{s.spooled_messages} messages spooled", err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+@main.group()
+def simulate() -> None:
+    """Run device simulators."""
+
+
+@simulate.command("meter")
+@click.option("--profile", required=True, help="Profile id, e.g. sdm630 or dtsu666.")
+@click.option("--port", default=5020, show_default=True, help="First TCP port.")
+@click.option("--count", default=1, show_default=True, help="Meters on consecutive ports.")
+@click.option("--unit-id", default=1, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def simulate_meter(profile: str, port: int, count: int, unit_id: int, seed: int) -> None:
+    """Serve simulated energy meters over Modbus TCP on 127.0.0.1."""
+    from simulators.fleet import run_meters
+
+    try:
+        _run(run_meters(profile, port, count, unit_id, seed))
+    except SourceErrors as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    except OSError as exc:
+        click.echo(f"cannot serve on port {port}: {exc.strerror}", err=True)
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
+              help="Demo site config (default: config/demo.yaml).")
+@click.option("--plain", is_flag=True, help="Print a plain table every few seconds.")
+def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
+    """Simulated meters → gateway → MQTT → ingest → historian, with a live table."""
+    from daq.demo import run_demo
+
+    try:
+        code = _run(run_demo(duration, config_file, plain))
+    except SourceErrors as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""The site configuration: one YAML file for an enterprise, its gateways, buses, devices,
+MQTT and storage. Validated by pydantic v2 with unknown keys refused.
+
+Errors are collected, never raised one at a time: :func:`load_config` raises
+:class:`~daq.yamlsrc.SourceErrors` whose lines read ``FILE:LINE: field.path: message``.
+Secrets come from ``${ENV_VAR}`` substitution or ``*_file`` fields, and are ``SecretStr`` so
+they never print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from daq.profiles import Profile, available_profiles, find_profile, load_profile_file, profile_dirs
+from daq.yamlsrc import Located, SourceError, SourceErrors, load_yaml
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Enterprise(_Strict):
+    id: Id
+    name: str = ""
+
+
+class Device(_Strict):
+    id: Id
+    profile: str
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+    interval_ms: Annotated[int, Field(ge=10, le=86_400_000)] = 1000
+    max_gap: Annotated[int, Field(ge=0, le=125)] = 16
+    max_registers: Annotated[int, Field(ge=1, le=125)] = 125
+    pause_between_requests_ms: Annotated[int, Field(ge=0)] = 0
+    failures_before_backoff: Annotated[int, Field(ge=1)] = 3
+    max_backoff_s: Annotated[float, Field(gt=0)] = 60.0
+    description: str = ""
+
+
+class ModbusTcpBus(_Strict):
+    id: Id
+    protocol: Literal["modbus-tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    timeout_ms: Annotated[int, Field(ge=1)] = 1000
+    devices: list[Device]
+
+
+Bus = ModbusTcpBus  # serial and DL/T 645 buses join this union later
+
+
+class Gateway(_Strict):
+    id: Id
+    outbox: str = "var/{gateway}-outbox.sqlite"
+    buses: list[Bus]
+
+
+class Tls(_Strict):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False  # skip hostname verification (never the default)
+
+
+class Mqtt(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    tls: Tls | None = None
+    keepalive_s: Annotated[int, Field(ge=5)] = 30
+    client_id_prefix: str = "daq"
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Mqtt:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+
+class Ingest(_Strict):
+    subscription: str = "daq/#"  # or a shared subscription: $share/ingest/daq/#
+    client_id: str | None = None  # fixed id = persistent session across restarts
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    batch_interval_ms: Annotated[int, Field(ge=1)] = 200
+    spool: str = "var/ingest-spool.sqlite"
+
+
+class Historian(_Strict):
+    kind: Literal["historian"]
+    path: str = "var/historian.sqlite"
+
+
+class InfluxV1(_Strict):
+    kind: Literal["influxdb_v1"]
+    url: str = "http://127.0.0.1:8086"
+    database: str = "daq"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    create_database: bool = True
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+
+
+class InfluxV2(_Strict):
+    kind: Literal["influxdb_v2"]
+    url: str = "http://127.0.0.1:8086"
+    org: str = "daq"
+    bucket: str = "daq"
+    token: SecretStr | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+
+
+Storage = Annotated[Historian | InfluxV1 | InfluxV2, Field(discriminator="kind")]
+
+
+class Config(_Strict):
+    enterprise: Enterprise
+    profile_dirs: list[str] = []
+    gateways: list[Gateway]
+    mqtt: Mqtt = Mqtt()
+    ingest: Ingest = Ingest()
+    storage: Storage = Historian(kind="historian")
+
+
+@dataclass
+class LoadedConfig:
+    """A validated config with its profiles resolved and relative paths anchored."""
+
+    path: Path
+    config: Config
+    profiles: dict[str, Profile] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: str) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.base_dir / q
+
+    def gateway(self, gateway_id: str | None = None) -> Gateway:
+        gws = self.config.gateways
+        if gateway_id is None:
+            return gws[0]
+        for gw in gws:
+            if gw.id == gateway_id:
+                return gw
+        raise KeyError(f"no gateway {gateway_id!r} in {self.path}")
+
+    def devices(self) -> list[tuple[Gateway, Bus, Device]]:
+        return [(gw, bus, dev) for gw in self.config.gateways for bus in gw.buses
+                for dev in bus.devices]
+
+    def secret(self, value: SecretStr | None, file: str | None) -> str | None:
+        """A secret given inline (usually via ``${ENV}``) or in a file (first line)."""
+        if value is not None:
+            return value.get_secret_value()
+        if file is not None:
+            return self.resolve(file).read_text(encoding="utf-8").strip()
+        return None
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
+    """Drop the discriminator tags pydantic inserts into locations of tagged unions."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node:
+            if part in node.values():
+                continue
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Load and validate a config file; raise SourceErrors listing every problem."""
+    path = Path(path)
+    loc = load_yaml(path)
+    try:
+        cfg = Config.model_validate(loc.data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            clean = _clean_loc(err["loc"], loc.data)
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            errors.append(loc.error(clean, msg))
+        raise SourceErrors(sorted(errors, key=lambda e: e.line)) from exc
+    loaded = LoadedConfig(path, cfg)
+    errors = _check_ids(cfg, loc) + _load_profiles(loaded, loc)
+    if errors:
+        raise SourceErrors(errors)
+    return loaded
+
+
+def _check_ids(cfg: Config, loc: Located) -> list[SourceError]:
+    errors: list[SourceError] = []
+    seen_gw: set[str] = set()
+    seen_dev: dict[str, str] = {}
+    for gi, gw in enumerate(cfg.gateways):
+        if gw.id in seen_gw:
+            errors.append(loc.error(("gateways", gi, "id"), f"duplicate gateway id {gw.id!r}"))
+        seen_gw.add(gw.id)
+        seen_bus: set[str] = set()
+        for bi, bus in enumerate(gw.buses):
+            if bus.id in seen_bus:
+                errors.append(loc.error(("gateways", gi, "buses", bi, "id"),
+                                        f"duplicate bus id {bus.id!r}"))
+            seen_bus.add(bus.id)
+            for di, dev in enumerate(bus.devices):
+                where = ("gateways", gi, "buses", bi, "devices", di, "id")
+                if dev.id in seen_dev:
+                    errors.append(loc.error(where, f"duplicate device id {dev.id!r} "
+                                            f"(first at line {seen_dev[dev.id]})"))
+                else:
+                    seen_dev[dev.id] = str(loc.line_of(where))
+    return errors
+
+
+def _load_profiles(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
+    errors: list[SourceError] = []
+    dirs = profile_dirs(loaded.resolve(d) for d in loaded.config.profile_dirs)
+    for gi, gw in enumerate(loaded.config.gateways):
+        for bi, bus in enumerate(gw.buses):
+            for di, dev in enumerate(bus.devices):
+                where = ("gateways", gi, "buses", bi, "devices", di, "profile")
+                if dev.profile in loaded.profiles:
+                    continue
+                found = find_profile(dev.profile, dirs)
+                if found is None:
+                    known = ", ".join(available_profiles(dirs)) or "none found"
+                    errors.append(loc.error(where, f"unknown profile {dev.profile!r} "
+                                            f"(known: {known})"))
+                    continue
+                try:
+                    loaded.profiles[dev.profile] = load_profile_file(found)
+                except SourceErrors as exc:
+                    errors.extend(exc.errors)
+    return errors
+
+
+__all__ = [
+    "Bus",
+    "Config",
+    "Device",
+    "Gateway",
+    "Historian",
+    "InfluxV1",
+    "InfluxV2",
+    "Ingest",
+    "LoadedConfig",
+    "ModbusTcpBus",
+    "Mqtt",
+    "Tls",
+    "load_config",
+]

@@ -1,0 +1,67 @@
+"""The typed errors every driver raises.
+
+A driver never returns ``None`` for a failure and never lets a library's own exception type
+escape: it raises one of these. Each carries a :class:`daq.model.Reason`, the stable code a
+reading's quality flag, dashboards and alarms key on.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from daq.model import Reason
+
+__all__ = [
+    "DecodeError",
+    "DeviceConnectionError",
+    "DeviceException",
+    "DeviceProtocolError",
+    "DeviceTimeout",
+    "DriverError",
+]
+
+
+class DriverError(Exception):
+    """Base of all driver failures; ``reason`` says which kind."""
+
+    reason: ClassVar[Reason]
+
+
+class DeviceTimeout(DriverError):
+    """The device did not answer in time."""
+
+    reason = Reason.TIMEOUT
+
+
+class DeviceConnectionError(DriverError):
+    """Connection refused, reset, lost or unreachable."""
+
+    reason = Reason.CONNECTION
+
+
+class DeviceProtocolError(DriverError):
+    """A malformed frame or an answer that does not match the request."""
+
+    reason = Reason.PROTOCOL
+
+
+class DeviceException(DriverError):
+    """The device answered with a (Modbus) exception response."""
+
+    reason = Reason.DEVICE_EXCEPTION
+
+    def __init__(self, code: int, function: int | None = None, detail: str = "") -> None:
+        from drivers.modbus.codec import EXCEPTION_NAMES  # lazy: drivers.modbus imports this module
+
+        self.code = code
+        self.function = function
+        self.name = EXCEPTION_NAMES.get(code, "unknown exception")
+        where = f" to FC{function}" if function is not None else ""
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"device exception {code} ({self.name}){where}{extra}")
+
+
+class DecodeError(DriverError):
+    """Registers arrived but do not hold a usable value (NaN, infinity, non-ASCII text)."""
+
+    reason = Reason.DECODE

@@ -1,0 +1,163 @@
+"""Polling: one coordinator per device, one lock per bus, wall-clock-aligned ticks.
+
+A device polled every second is polled at :00.000, :01.000 … (not "one second after the
+last poll finished"), so readings of different devices line up. A poll that overruns its
+tick skips to the next one; it never bursts to catch up. A device that fails
+``failures_before_backoff`` polls in a row is degraded: polled every 2, 4, 8 … ticks up to
+``max_backoff_s``, and recovers by itself. The log says so once on failure and once on
+recovery. Other devices are never held up by it beyond its own timeout on a shared bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from daq.config import Bus, Device, LoadedConfig
+from daq.config import Gateway as GatewayConfig
+from daq.model import DeviceMeta, Quality, Reading
+from drivers.modbus.driver import ChannelResult, ModbusDevice, PymodbusTcpReader
+from drivers.modbus.plan import plan_reads
+
+log = logging.getLogger(__name__)
+
+ReadingSink = Callable[[list[Reading]], Awaitable[None]]
+
+
+def next_tick_ns(now_ns: int, interval_ns: int, skip: int = 0) -> int:
+    """The first multiple of ``interval_ns`` strictly after ``now_ns``, plus ``skip`` ticks."""
+    return (now_ns // interval_ns + 1 + skip) * interval_ns
+
+
+@dataclass
+class DeviceState:
+    """What the gateway knows of a device's health (for logs, status and the live view)."""
+
+    consecutive_failures: int = 0
+    degraded: bool = False
+    last_error: str | None = None
+    polls: int = 0
+    failures: int = 0
+
+
+@dataclass
+class BusHandle:
+    config: Bus
+    reader: PymodbusTcpReader
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class DeviceCoordinator:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        gateway: GatewayConfig,
+        bus: BusHandle,
+        device: Device,
+        sink: ReadingSink,
+    ) -> None:
+        self.enterprise = loaded.config.enterprise.id
+        self.gateway = gateway.id
+        self.bus = bus
+        self.config = device
+        self.profile = loaded.profiles[device.profile]
+        plans = plan_reads(self.profile.channels, device.max_gap, device.max_registers)
+        self.device = ModbusDevice(
+            bus.reader,
+            device.unit_id,
+            self.profile.channels,
+            plans,
+            pause_between_requests_s=device.pause_between_requests_ms / 1000,
+        )
+        self.sink = sink
+        self.state = DeviceState()
+
+    @property
+    def meta(self) -> DeviceMeta:
+        return DeviceMeta(
+            enterprise=self.enterprise,
+            gateway=self.gateway,
+            device=self.config.id,
+            profile=self.profile.id,
+            maker=self.profile.maker,
+            model=self.profile.model,
+            interval_ms=self.config.interval_ms,
+            channels=tuple(ch.meta() for ch in self.profile.channels),
+        )
+
+    def to_readings(self, results: list[ChannelResult]) -> list[Reading]:
+        out = []
+        for r in results:
+            ch = r.channel
+            if r.error is None:
+                out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
+                                   ch.id, ch.quantity, ch.unit, r.value, r.raw))
+            else:
+                out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
+                                   ch.id, ch.quantity, ch.unit, None, None, Quality.BAD,
+                                   str(r.error.reason)))
+        return out
+
+    async def poll_once(self) -> list[Reading]:
+        async with self.bus.lock:
+            results = await self.device.poll()
+        readings = self.to_readings(results)
+        self._account(results)
+        return readings
+
+    def _account(self, results: list[ChannelResult]) -> None:
+        st = self.state
+        st.polls += 1
+        errors = [r.error for r in results if r.error is not None]
+        if errors and len(errors) == len(results):
+            st.failures += 1
+            st.consecutive_failures += 1
+            st.last_error = str(errors[0])
+            if st.consecutive_failures == 1:
+                log.warning("%s: no reading (%s)", self.config.id, errors[0])
+            if st.consecutive_failures == self.config.failures_before_backoff:
+                st.degraded = True
+                log.warning("%s: degraded after %d failed polls; backing off up to %.0f s",
+                            self.config.id, st.consecutive_failures, self.config.max_backoff_s)
+        else:
+            if st.consecutive_failures:
+                log.warning("%s: recovered after %d failed polls", self.config.id,
+                            st.consecutive_failures)
+            st.consecutive_failures = 0
+            st.degraded = False
+            st.last_error = None
+
+    def backoff_ticks(self) -> int:
+        """Ticks to skip before the next poll (0 while healthy)."""
+        st = self.state
+        over = st.consecutive_failures - self.config.failures_before_backoff
+        if over < 0:
+            return 0
+        max_ticks = max(0, int(self.config.max_backoff_s * 1000 / self.config.interval_ms) - 1)
+        return min(2 ** min(over + 1, 30) - 1, max_ticks)
+
+    async def run(self) -> None:
+        interval_ns = self.config.interval_ms * 1_000_000
+        target = next_tick_ns(time.time_ns(), interval_ns)
+        while True:
+            delay = (target - time.time_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.sink(await self.poll_once())
+            # never the same tick twice, even if the sleep woke a little early
+            target = next_tick_ns(max(time.time_ns(), target), interval_ns, self.backoff_ticks())
+
+
+def build_coordinators(
+    loaded: LoadedConfig, gateway: GatewayConfig, sink: ReadingSink
+) -> list[DeviceCoordinator]:
+    coordinators = []
+    for bus_cfg in gateway.buses:
+        reader = PymodbusTcpReader(bus_cfg.host, bus_cfg.port, bus_cfg.timeout_ms / 1000)
+        handle = BusHandle(bus_cfg, reader)
+        for dev in bus_cfg.devices:
+            coordinators.append(DeviceCoordinator(loaded, gateway, handle, dev, sink))
+    return coordinators

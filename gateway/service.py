@@ -1,0 +1,117 @@
+"""The gateway service: coordinators → bounded queue → durable outbox → MQTT publisher.
+
+Queue policy: the queue between the pollers and the outbox writer holds ``queue_size``
+device polls. When it is full a poller waits (back-pressure), so its next poll comes late
+and skips ticks rather than piling up memory; nothing already acquired is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from daq.config import LoadedConfig
+from daq.model import Reading
+from daq.payload import data_topic, encode_data, encode_meta, meta_topic, status_topic
+from gateway.mqtt import Publisher, Will
+from gateway.outbox import Outbox
+from gateway.poller import DeviceCoordinator, build_coordinators
+
+log = logging.getLogger(__name__)
+
+
+class GatewayService:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        gateway_id: str | None = None,
+        *,
+        queue_size: int = 10_000,
+        commit_interval_s: float = 0.02,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.gateway(gateway_id)
+        self.enterprise = loaded.config.enterprise.id
+        self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(queue_size)
+        self.commit_interval_s = commit_interval_s
+        self.coordinators: list[DeviceCoordinator] = build_coordinators(
+            loaded, self.config, self._enqueue
+        )
+        outbox_path = loaded.resolve(self.config.outbox.format(gateway=self.config.id))
+        self.outbox = Outbox(outbox_path)
+        status = status_topic(self.enterprise, self.config.id)
+        self._offline = (status, b"offline")
+        metas = [
+            (meta_topic(self.enterprise, self.config.id, c.config.id), encode_meta(c.meta))
+            for c in self.coordinators
+        ]
+        client_id = (f"{loaded.config.mqtt.client_id_prefix}-gw-{self.enterprise}-"
+                     f"{self.config.id}-{socket.gethostname()}-{os.getpid()}")
+        self.publisher = Publisher(
+            loaded,
+            self.outbox,
+            client_id,
+            will=Will(status, b"offline"),
+            on_connect_messages=[(status, b"online"), *metas],
+        )
+        self._seq = 0
+        self._pending: list[list[Reading]] = []  # taken from the queue, not yet committed
+        self.acquired = 0  # readings put into the outbox
+
+    async def _enqueue(self, readings: list[Reading]) -> None:
+        await self._queue.put(readings)  # waits when full: back-pressure on the poller
+
+    def _to_messages(self, batch: list[list[Reading]]) -> list[tuple[str, bytes]]:
+        messages = []
+        for readings in batch:
+            self._seq += 1
+            r0 = readings[0]
+            messages.append((data_topic(r0.enterprise, r0.gateway, r0.device),
+                             encode_data(readings, self._seq)))
+            self.acquired += len(readings)
+        return messages
+
+    async def _writer(self) -> None:
+        """Batch device polls into outbox commits (one transaction per commit interval)."""
+        while True:
+            self._pending.append(await self._queue.get())
+            await asyncio.sleep(self.commit_interval_s)
+            while not self._queue.empty():
+                self._pending.append(self._queue.get_nowait())
+            batch, self._pending = self._pending, []
+            self.outbox.put_many(self._to_messages(batch))
+            self.publisher.notify()
+
+    async def run(self) -> None:
+        """Run until cancelled. On cancellation: flush what the broker will take, go offline."""
+        backlog = self.outbox.count()
+        if backlog:
+            log.info("outbox holds %d messages from an earlier run; sending them first", backlog)
+        self.publisher.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.publisher.run(), name="mqtt-publisher")
+                tg.create_task(self._writer(), name="outbox-writer")
+                for c in self.coordinators:
+                    tg.create_task(c.run(), name=f"poll-{c.config.id}")
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        await asyncio.shield(self._drain_and_close())
+
+    async def _drain_and_close(self) -> None:
+        batch, self._pending = self._pending, []
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        self.outbox.put_many(self._to_messages(batch))
+        if self.publisher.connected:
+            flusher = asyncio.create_task(self.publisher.run(), name="mqtt-final-flush")
+            await self.publisher.flush(2.0)
+            flusher.cancel()
+        self.publisher.stop(self._offline)
+        for c in self.coordinators:
+            await c.bus.reader.close()
+        self.outbox.close()

@@ -1,0 +1,157 @@
+"""InfluxDB line protocol for readings, formatted by hand for speed.
+
+The schema (one point per reading)::
+
+    <quantity>,channel=…,device=…,enterprise=…,gateway=…,unit=… \
+value=<float>,raw=<float>,quality="good",reason="…",u=<float>,k=<float> <ts_ns>
+
+* measurement = ``reading.quantity``; tags in sorted key order (what InfluxDB sorts them into
+  anyway); a tag whose value is empty is left out (line protocol has no empty tag values).
+* ``value`` is always a float field, an ``int`` value is widened to float so the field's type
+  never conflicts between readings; a ``str`` value goes to the string field ``text`` instead.
+  A non-finite float (NaN, ±inf) has no line-protocol representation: ``value`` is left out
+  and ``text`` carries ``"nan"``/``"inf"``/``"-inf"``.
+* ``raw`` is a float field, left out when ``None``, a string, or not finite.
+* ``quality`` is always written (string field), ``reason`` only when set; ``u`` and ``k``
+  only when set (and finite).
+* A bad reading (``value is None``) is still written: ``quality`` and ``reason`` carry it.
+* The timestamp is ``ts_ns`` (nanoseconds; write with ``precision=ns``).
+
+Floats are written with ``repr(float)``, Python's shortest string that round-trips exactly
+(``1e-05``, ``1e+20`` and ``-0.0`` included), so what is read back equals what was written.
+Formatting costs about 1 µs per reading (f-strings, tag sets cached); ``influxdb_client.Point``
+costs about 8 µs.
+
+Escaping follows the line-protocol reference: in the measurement commas and spaces; in tag
+keys and values commas, equals signs and spaces; in string field values double quotes and
+backslashes. Equals signs in the measurement are written unescaped (the spec does not
+escape them there, and InfluxDB 1.6.7 accepts ``a\\=b`` with 204 but the point cannot be
+found afterwards). Line protocol cannot carry some characters in a measurement or tag value
+at all, and one bad line makes InfluxDB reject the whole batch with 400, so they are
+replaced: CR and LF by a space, a backslash by ``/`` (a backslash before a separator or at
+the end of a tag value cannot be written: 1.6.7 answers "invalid tag format").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from functools import lru_cache
+
+from daq.model import Reading, Value
+
+__all__ = [
+    "escape_measurement",
+    "escape_string_field",
+    "escape_tag",
+    "split_value",
+    "to_body",
+    "to_line",
+    "to_lines",
+]
+
+_BS = "\\"
+_TAG_TABLE = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\ ", "\r": r"\ ", _BS: "/"}
+)
+_MEAS_TABLE = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\ ", "\r": r"\ ", _BS: "/"})
+
+
+def escape_tag(s: str) -> str:
+    """Escape a tag key or value: ``,`` ``=`` and space get a backslash; CR/LF become
+    (escaped) spaces and a backslash becomes ``/`` (see the module docstring)."""
+    return s.translate(_TAG_TABLE)
+
+
+def escape_measurement(s: str) -> str:
+    """Escape a measurement name: ``,`` and space get a backslash; CR/LF become (escaped)
+    spaces and a backslash becomes ``/``."""
+    return s.translate(_MEAS_TABLE)
+
+
+def escape_string_field(s: str) -> str:
+    """Escape a string field value (without its surrounding double quotes)."""
+    if "\\" in s or '"' in s:
+        return s.replace("\\", "\\\\").replace('"', '\\"')
+    return s
+
+
+def split_value(value: Value | None) -> tuple[float | None, str | None]:
+    """``(number, text)`` for a reading's value: a finite number goes to ``value`` (as float),
+    a string or a non-finite float to ``text``; ``None`` to neither."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        return None, value
+    f = float(value)
+    if math.isfinite(f):
+        return f, None
+    return None, repr(f)
+
+
+@lru_cache(maxsize=8192)
+def _series_key(
+    quantity: str, enterprise: str, gateway: str, device: str, channel: str, unit: str
+) -> str:
+    parts = [escape_measurement(quantity)]
+    for key, val in (
+        ("channel", channel),
+        ("device", device),
+        ("enterprise", enterprise),
+        ("gateway", gateway),
+        ("unit", unit),
+    ):
+        if val:
+            parts.append(f"{key}={escape_tag(val)}")
+    return ",".join(parts)
+
+
+def _num(x: float | int | None) -> float | None:
+    """A finite float, or None (non-finite numbers cannot be written)."""
+    if x is None:
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def to_line(r: Reading) -> str:
+    """One reading as one line of line protocol (no trailing newline)."""
+    if not r.quantity:
+        raise ValueError("a reading needs a quantity: it is the measurement name")
+    key = _series_key(r.quantity, r.enterprise, r.gateway, r.device, r.channel, r.unit)
+    v = r.value
+    # fast path: the common case of a finite float, no raw string, no reason
+    if type(v) is float and v - v == 0.0:  # finite
+        fields = f"value={v!r}"
+    else:
+        num, text = split_value(v)
+        if num is not None:
+            fields = f"value={num!r}"
+        elif text is not None:
+            fields = f'text="{escape_string_field(text)}"'
+        else:
+            fields = ""
+    raw = r.raw
+    if raw is not None and not isinstance(raw, str):
+        raw_f = _num(raw)
+        if raw_f is not None:
+            fields = f"{fields},raw={raw_f!r}" if fields else f"raw={raw_f!r}"
+    q = f'quality="{r.quality}"'
+    fields = f"{fields},{q}" if fields else q
+    if r.reason:
+        fields = f'{fields},reason="{escape_string_field(r.reason)}"'
+    if r.u is not None and (u := _num(r.u)) is not None:
+        fields = f"{fields},u={u!r}"
+    if r.k is not None and (k := _num(r.k)) is not None:
+        fields = f"{fields},k={k!r}"
+    return f"{key} {fields} {int(r.ts_ns)}"
+
+
+def to_lines(readings: Iterable[Reading]) -> list[str]:
+    """Readings as lines of line protocol."""
+    return [to_line(r) for r in readings]
+
+
+def to_body(readings: Iterable[Reading]) -> bytes:
+    """Readings as a ``/write`` request body (UTF-8, lines joined by ``\\n``)."""
+    return "\n".join(to_lines(readings)).encode("utf-8")

@@ -1,0 +1,9 @@
+"""Shared fixtures. Services (databases, brokers, simulators) are started only by
+``tests/services.py``; import its fixtures here so every test directory sees them."""
+
+from __future__ import annotations
+
+# -- services: InfluxDB 1.x, VictoriaMetrics (tests/services.py) ----------------------
+from tests.services import influx_db, influxdb_v1, victoria_metrics
+
+__all__ = ["influx_db", "influxdb_v1", "victoria_metrics"]

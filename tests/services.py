@@ -1,0 +1,345 @@
+"""The one module that starts and stops real services for the test suite.
+
+Session-scoped fixtures start a private server on 127.0.0.1 with a free port and all its
+files in a temporary directory, wait until it answers, and stop it (the whole process group,
+SIGTERM then SIGKILL) at the end of the session — also on Ctrl-C, through the fixture's
+``finally``, an ``atexit`` hook and, on Linux, ``PR_SET_PDEATHSIG`` should pytest itself die.
+
+* ``influxdb_v1``: Debian's ``influxd`` (InfluxDB 1.6.7); only the HTTP API and the RPC
+  port (backup/restore, bound to 127.0.0.1) listen; reporting, monitoring, graphite, collectd,
+  opentsdb and UDP are off.
+* ``victoria_metrics``: ``victoria-metrics`` (1.79) with ``-retentionPeriod=100y``.
+
+``DAQ_TEST_INFLUXDB_URL`` / ``DAQ_TEST_VM_URL`` point the fixtures at servers already running
+instead. When a binary is missing the fixture skips, or fails under ``CI=true``
+(``.ci/install-deps`` installs them).
+
+Add fixtures for further services (Mosquitto, simulators) here with :func:`start_process`
+and :func:`wait_http`, and import them into ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+import pytest
+import urllib3
+
+INSTALL_HINT = "run .ci/install-deps (Debian packages: influxdb victoria-metrics mosquitto)"
+START_TIMEOUT_S = 20.0
+
+__all__ = [
+    "InfluxDatabase",
+    "Server",
+    "free_port",
+    "influx_db",
+    "influxdb_v1",
+    "start_process",
+    "victoria_metrics",
+    "wait_http",
+]
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: its base URL (no trailing slash) and TCP port."""
+
+    name: str
+    url: str
+    port: int
+    log_path: Path | None = None  # None for an external server
+
+    def log_tail(self, n_bytes: int = 4000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return self.log_path.read_bytes()[-n_bytes:].decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class InfluxDatabase:
+    """A fresh InfluxDB 1.x database for one test."""
+
+    server: Server
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def is_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def missing(what: str) -> None:
+    """Skip (or, under CI, fail) because a service binary is not installed."""
+    msg = f"{what} not installed: {INSTALL_HINT}"
+    if is_ci():
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+def find_binary(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)), None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+_http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1.0, read=5.0))
+
+
+def http(method: str, url: str, *, body: bytes | str | None = None,
+         headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+    """One HTTP request (urllib3 ignores proxy variables: traffic stays on 127.0.0.1)."""
+    return _http.request(method, url, body=body, headers=headers)
+
+
+def wait_http(url: str, ok: Callable[[urllib3.BaseHTTPResponse], bool], *,
+              proc: subprocess.Popen[bytes] | None = None,
+              timeout_s: float = START_TIMEOUT_S) -> None:
+    """Poll ``url`` until ``ok(response)``; raise RuntimeError on timeout or process exit."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with status {proc.returncode} while starting")
+        try:
+            if ok(resp := http("GET", url)):
+                return
+            last = f"HTTP {resp.status}"
+        except urllib3.exceptions.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s ({last})")
+
+
+_running: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _set_pdeathsig() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_process(args: Sequence[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group, output to ``log_path``."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            list(args), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
+        )
+    _running[proc.pid] = proc
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL it if still there after ``timeout_s``; reap."""
+    _running.pop(proc.pid, None)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    else:  # the leader is gone: make sure nothing of its group survives
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_running.values()):
+        stop_process(proc, timeout_s=3.0)
+
+
+@contextlib.contextmanager
+def run_server(name: str, args_for: Callable[[Path, int], list[str]],
+               ready_path: str, ok: Callable[[urllib3.BaseHTTPResponse], bool]) -> Iterator[Server]:
+    """Start a server with a fresh temp dir and port, wait until ready, stop and clean up."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"daq-test-{name}-"))
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        port = free_port()
+        log_path = tmp / f"{name}.log"
+        proc = start_process(args_for(tmp, port), log_path, tmp)
+        server = Server(name, f"http://127.0.0.1:{port}", port, log_path)
+        try:
+            wait_http(server.url + ready_path, ok, proc=proc)
+        except RuntimeError as exc:
+            pytest.fail(f"{name} did not start: {exc}\n--- {log_path} ---\n{server.log_tail()}",
+                        pytrace=False)
+        yield server
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def external(env_var: str, name: str) -> Server | None:
+    url = os.environ.get(env_var)
+    if not url:
+        return None
+    url = url.rstrip("/")
+    parts = urlsplit(url)
+    return Server(name, url, parts.port or (443 if parts.scheme == "https" else 80))
+
+
+# -- InfluxDB 1.x ---------------------------------------------------------------------
+
+INFLUXD_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{tmp}/meta"
+  retention-autocreate = true
+  logging-enabled = false
+
+[data]
+  dir = "{tmp}/data"
+  wal-dir = "{tmp}/wal"
+  query-log-enabled = false
+  index-version = "inmem"
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http_port}"
+  auth-enabled = false
+  log-enabled = false
+  pprof-enabled = false
+
+[continuous_queries]
+  enabled = false
+
+[ifql]
+  enabled = false
+
+[subscriber]
+  enabled = false
+
+[[graphite]]
+  enabled = false
+
+[[collectd]]
+  enabled = false
+
+[[opentsdb]]
+  enabled = false
+
+[[udp]]
+  enabled = false
+
+[logging]
+  level = "warn"
+"""
+
+
+def _influxd_args(binary: str) -> Callable[[Path, int], list[str]]:
+    def args(tmp: Path, port: int) -> list[str]:
+        conf = tmp / "influxdb.conf"
+        conf.write_text(INFLUXD_CONFIG.format(tmp=tmp, http_port=port, rpc_port=free_port()),
+                        encoding="utf-8")
+        return [binary, "run", "-config", str(conf)]
+
+    return args
+
+
+@pytest.fixture(scope="session")
+def influxdb_v1() -> Iterator[Server]:
+    """A private InfluxDB 1.x (or the one at ``DAQ_TEST_INFLUXDB_URL``)."""
+    ext = external("DAQ_TEST_INFLUXDB_URL", "influxdb")
+    if ext is not None:
+        yield ext
+        return
+    binary = find_binary("influxd")
+    if binary is None:
+        missing("influxd (Debian package influxdb)")
+        return
+    with run_server("influxdb", _influxd_args(binary), "/ping",
+                    lambda r: r.status == 204) as server:
+        yield server
+
+
+def influx_query(server: Server, q: str, db: str | None = None) -> dict[str, object]:
+    """Run InfluxQL against a test server (POST /query, epoch=ns); raise on any error."""
+    params = {"q": q, "epoch": "ns", **({"db": db} if db else {})}
+    resp = http("POST", f"{server.url}/query", body=urlencode(params),
+                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    doc = orjson.loads(resp.data)
+    if resp.status != 200 or "error" in doc or any("error" in r for r in doc.get("results", [])):
+        raise RuntimeError(f"{q!r}: HTTP {resp.status}: {resp.data[:300]!r}")
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.fixture
+def influx_db(influxdb_v1: Server) -> Iterator[InfluxDatabase]:
+    """A fresh, uniquely named database on ``influxdb_v1``, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    influx_query(influxdb_v1, f'CREATE DATABASE "{name}"')
+    try:
+        yield InfluxDatabase(influxdb_v1, name)
+    finally:
+        with contextlib.suppress(Exception):
+            influx_query(influxdb_v1, f'DROP DATABASE "{name}"')
+
+
+# -- VictoriaMetrics ------------------------------------------------------------------
+
+
+def _vm_args(binary: str) -> Callable[[Path, int], list[str]]:
+    def args(tmp: Path, port: int) -> list[str]:
+        return [binary, f"-storageDataPath={tmp}/data", f"-httpListenAddr=127.0.0.1:{port}",
+                "-retentionPeriod=100y", "-loggerLevel=WARN"]
+
+    return args
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics() -> Iterator[Server]:
+    """A private VictoriaMetrics (or the one at ``DAQ_TEST_VM_URL``)."""
+    ext = external("DAQ_TEST_VM_URL", "victoria-metrics")
+    if ext is not None:
+        yield ext
+        return
+    binary = find_binary("victoria-metrics")
+    if binary is None:
+        missing("victoria-metrics (Debian package victoria-metrics)")
+        return
+    with run_server("victoria-metrics", _vm_args(binary), "/health",
+                    lambda r: r.status == 200) as server:
+        yield server
