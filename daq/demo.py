@@ -11,10 +11,15 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
+
+if TYPE_CHECKING:
+    from gateway.live import LiveFeed
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "config" / "demo.yaml"
@@ -92,11 +97,13 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
     return 0
 
 
-async def _plain(console: Console, feed: object, footer: object, duration_s: float | None,
-                 started: float) -> None:
-    from gateway.live import LiveFeed, render
+async def _plain(console: Console, feed: LiveFeed, footer: Callable[[], str],
+                 duration_s: float | None, started: float) -> None:
+    from gateway.live import render
 
-    assert isinstance(feed, LiveFeed)
-    while duration_s is None or time.monotonic() - started < duration_s:
-        await asyncio.sleep(min(5.0, duration_s or 5.0))
-        console.print(render(feed, footer))  # type: ignore[arg-type]
+    while True:
+        left = 5.0 if duration_s is None else duration_s - (time.monotonic() - started)
+        if left <= 0:
+            return
+        await asyncio.sleep(min(5.0, left))
+        console.print(render(feed, footer))

@@ -225,6 +225,7 @@ class Publisher:
                 info.wait_for_publish(timeout=2)
             except (RuntimeError, ValueError):
                 pass
+        self._connected.clear()  # a disconnect we asked for is not an outage
         self.client.disconnect()
         self.client.loop_stop()
         self._drain_acks()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import struct
 import time
 from collections import deque
@@ -168,8 +169,17 @@ class ModbusMeterSimulator:
         self._slots: dict[int, list[_Slot]] = {fc: [] for fc in READ_FUNCTIONS}
         for ch in profile.channels:
             self._slots[ch.function].append(_Slot(ch, ch.address, ch.address + ch.count))
-        for slots in self._slots.values():
+        for fc, slots in self._slots.items():
             slots.sort(key=lambda s: s.address)
+            for a, b in itertools.pairwise(slots):
+                if b.address < a.end:  # the schema allows it; the truth could not be right
+                    raise ValueError(
+                        f"profile {profile.id!r}: channels {a.channel.id!r} and "
+                        f"{b.channel.id!r} overlap (function {fc})"
+                    )
+        for ch in profile.channels:
+            if ch.scale == 0.0 and ch.type is not DataType.STRING:
+                raise ValueError(f"profile {profile.id!r}: channel {ch.id!r} has scale 0")
         self._history: dict[str, deque[tuple[int, Value]]] = {
             ch.id: deque(maxlen=history) for ch in profile.channels
         }
@@ -259,13 +269,13 @@ class ModbusMeterSimulator:
         self.connections += 1
         try:
             await self._serve(reader, writer)
-        except (ConnectionError, ModbusProtocolError, asyncio.CancelledError):
-            pass
+        except (ConnectionError, ModbusProtocolError):
+            pass  # the peer went away, or sent a header a TCP stream cannot recover from
         finally:
             self._tasks.discard(task)
             self._writers.discard(writer)
             writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

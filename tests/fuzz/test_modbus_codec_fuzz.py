@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 
 from hypothesis import given, settings
@@ -28,7 +30,7 @@ ROLES = st.sampled_from(["client", "server"])
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -40,7 +42,7 @@ def test_tcp_decoder_raises_only_protocol_errors(data: bytes, role: str, cuts: l
             try:
                 dec.feed(piece)
             except ModbusProtocolError:
-                dec = TcpDecoder(role)  # a TCP stream cannot resynchronise: start afresh
+                dec = TcpDecoder(role)  # type: ignore[arg-type]  # no resync in TCP: start afresh
 
 
 @settings(max_examples=300, deadline=None)
@@ -80,9 +82,10 @@ def test_rtu_finds_frames_after_garbage(
     out: list[Frame] = []
     for piece in chunked(garbage + wire, cuts):
         out += dec.feed(piece)
-    # garbage may hide a frame head (see the codec tests); the last frame always survives
-    assert out
-    assert out[-1] == frames[-1]
+    # Garbage can look like the head of a long frame, which the decoder waits for (see the
+    # codec tests); bytes that cannot start a frame (function code 0) flush it.
+    out += dec.feed(bytes(300))
+    assert out[-len(frames):] == frames
 
 
 @settings(max_examples=200, deadline=None)
@@ -152,7 +155,5 @@ def test_string_round_trip(text: str, extra: int, order: WordOrder) -> None:
 
 @given(regs=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=8), order=ORDERS)
 def test_string_decode_raises_only_protocol_errors(regs: list[int], order: WordOrder) -> None:
-    try:
+    with contextlib.suppress(ModbusProtocolError):
         decode_value(regs, DataType.STRING, order)
-    except ModbusProtocolError:
-        pass

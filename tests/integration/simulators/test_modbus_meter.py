@@ -13,15 +13,22 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import yaml
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from daq.profiles import DataType, ModbusChannel, Profile, WordOrder
-from simulators import MeterFleet, MeterSpec, ModbusMeterSimulator, ThreePhaseLoad, serve_forever
+from daq.profiles import DataType, ModbusChannel, Profile, WordOrder, load_profile, profile_dirs
+from simulators import (
+    MeterFleet,
+    MeterSpec,
+    ModbusMeterSimulator,
+    ThreePhaseLoad,
+    run_meters,
+    serve_forever,
+)
 
 HOST = "127.0.0.1"
 
@@ -73,10 +80,14 @@ def client_decode(client: AsyncModbusTcpClient, regs: list[int], ch: ModbusChann
     """Decode as a client would, with pymodbus's conversion (independent of our codec)."""
     dt = client.DATATYPE
     if ch.type is DataType.STRING:
-        return client.convert_from_registers(regs, dt.STRING).split("\x00", 1)[0].rstrip()
+        text = client.convert_from_registers(regs, dt.STRING)
+        assert isinstance(text, str)
+        return text.split("\x00", 1)[0].rstrip()
     if ch.order in (WordOrder.BADC, WordOrder.DCBA):  # bytes swapped within each register
         regs = [((r & 0xFF) << 8) | (r >> 8) for r in regs]
-    word_order = "little" if ch.order in (WordOrder.CDAB, WordOrder.DCBA) else "big"
+    word_order: Literal["big", "little"] = (
+        "little" if ch.order in (WordOrder.CDAB, WordOrder.DCBA) else "big"
+    )
     kind = {
         DataType.U16: dt.UINT16,
         DataType.I16: dt.INT16,
@@ -87,6 +98,7 @@ def client_decode(client: AsyncModbusTcpClient, regs: list[int], ch: ModbusChann
         DataType.F64: dt.FLOAT64,
     }[ch.type]
     raw = client.convert_from_registers(regs, kind, word_order=word_order)
+    assert isinstance(raw, int | float)
     if ch.scale == 1.0 and ch.offset == 0.0:
         return raw
     return raw * ch.scale + ch.offset
@@ -163,7 +175,7 @@ async def test_values_are_the_model_s(sim: ModbusMeterSimulator) -> None:
     assert sim.truth("voltage_l1", at_ns) == pytest.approx(230, abs=10)
     assert sim.truth("voltage_l3", at_ns) == pytest.approx(230, abs=10)  # scale 0.1
     assert sim.truth("frequency", at_ns) == pytest.approx(50, abs=0.06)  # offset 40
-    assert sim.truth("energy_import", at_ns) > 1000
+    assert float(sim.truth("energy_import", at_ns)) > 1000
     assert sim.truth("energy_export", at_ns) == pytest.approx(ThreePhaseLoad(3).export_kwh)
     ((served_at, power),) = sim.served("power_l1")
     assert isinstance(power, int)  # u64, scale 1: integer watts
@@ -472,3 +484,78 @@ async def test_serve_forever_prints_each_meter(
 def test_names_are_unique(profiles_dir: Path) -> None:
     with pytest.raises(ValueError):
         MeterFleet([MeterSpec("alpha", name="x"), MeterSpec("beta", name="x")], [profiles_dir])
+
+
+# -- the shipped profiles ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sdm630", "dtsu666"])
+async def test_shipped_profiles_read_as_the_truth(name: str) -> None:
+    profile = load_profile(name, profile_dirs())
+    for function in {ch.function for ch in profile.channels}:
+        assert function in (3, 4)
+    async with (
+        ModbusMeterSimulator(profile, seed=12) as simulator,
+        connected(simulator.port) as client,
+    ):
+        for ch in profile.channels:  # one channel per request
+            rr = await read(client, ch.function, ch.address, ch.count)
+            at_ns = time.time_ns()
+            assert client_decode(client, rr.registers, ch) == simulator.truth(ch.id, at_ns)
+        # and blocks of up to 125 registers, with gaps, as a driver's read plan would ask
+        channels = sorted(profile.channels, key=lambda c: c.address)
+        start = channels[0].address
+        block = [c for c in channels if c.address + c.count - start <= 125]
+        count = max(c.address + c.count for c in block) - start
+        rr = await read(client, block[0].function, start, count)
+        at_ns = time.time_ns()
+        values = {}
+        for ch in block:
+            regs = rr.registers[ch.address - start : ch.address - start + ch.count]
+            values[ch.id] = client_decode(client, regs, ch)
+            assert values[ch.id] == simulator.truth(ch.id, at_ns), ch.id
+    truth = {ch.id: simulator.truth(ch.id, at_ns) for ch in profile.channels}
+    for ch in profile.channels:
+        assert ch.range is not None
+        lo, hi = ch.range
+        assert lo <= float(truth[ch.id]) <= hi, ch.id
+    assert float(truth["voltage_l1"]) == pytest.approx(230, abs=10)
+    assert float(truth["frequency"]) == pytest.approx(50, abs=0.06)
+    assert 0.85 <= float(truth["power_factor"]) <= 0.99
+
+
+async def test_run_meters_serves_consecutive_meters(capsys: pytest.CaptureFixture[str]) -> None:
+    task = asyncio.create_task(run_meters("dtsu666", 0, count=2, unit_id=4, seed=1))
+    try:
+        lines: list[str] = []
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            lines += capsys.readouterr().out.splitlines()
+            if len(lines) == 2:
+                break
+        assert len(lines) == 2
+        ports = []
+        for line in lines:
+            assert line.startswith("dtsu666 meter on 127.0.0.1:")
+            assert line.endswith(" (unit 4)")
+            ports.append(int(line.split(":")[1].split()[0]))
+        assert len(set(ports)) == 2
+        for port in ports:
+            async with connected(port) as client:
+                rr = await read(client, 3, 0x2006, 2, device_id=4)
+                assert not rr.isError()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def test_profiles_the_simulator_cannot_serve_truthfully() -> None:
+    data = profile_data()
+    data["channels"][1]["address"] = 1  # voltage_l2 now overlaps voltage_l1
+    with pytest.raises(ValueError, match="overlap"):
+        ModbusMeterSimulator(Profile.model_validate(data))
+    data = profile_data()
+    data["channels"][0]["scale"] = 0.0
+    with pytest.raises(ValueError, match="scale 0"):
+        ModbusMeterSimulator(Profile.model_validate(data))
