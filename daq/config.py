@@ -98,6 +98,9 @@ class Ingest(_Strict):
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
     batch_interval_ms: Annotated[int, Field(ge=1)] = 200
     spool: str = "var/ingest-spool.sqlite"
+    # batches the storage refuses for good (HTTP 4xx: type conflict, unknown database) go
+    # here for a person to look at, instead of blocking the spool forever
+    dead_letter: str = "var/ingest-rejected.sqlite"
 
 
 class Historian(_Strict):
@@ -185,9 +188,9 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
     out: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part not in node:
-            if part in node.values():
-                continue
+        if (isinstance(node, dict) and isinstance(part, str) and part not in node
+                and part in node.values()):
+            continue
         out.append(part)
         if isinstance(node, dict):
             node = node.get(part)

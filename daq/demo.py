@@ -39,8 +39,7 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
     from simulators.fleet import MeterFleet, MeterSpec
 
     console = Console(stderr=False)
-    var = Path(os.environ.get("DAQ_VAR", REPO / "var" / "demo")).resolve()
-    var.mkdir(parents=True, exist_ok=True)
+    var = _data_dir()
     with ensure_broker("127.0.0.1", int(os.environ.get("DAQ_MQTT_PORT", 1883)),
                        install=True) as broker:
         where = "private Mosquitto" if broker.private else "Mosquitto"
@@ -95,6 +94,12 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
             console.print(f"demo finished: {gateway.acquired} readings acquired, {stored} "
                           f"stored in {loaded.resolve(getattr(loaded.config.storage, 'path', ''))}")
     return 0
+
+
+def _data_dir() -> Path:
+    var = Path(os.environ.get("DAQ_VAR", REPO / "var" / "demo")).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    return var
 
 
 async def _plain(console: Console, feed: LiveFeed, footer: Callable[[], str],

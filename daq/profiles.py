@@ -7,6 +7,7 @@ and how the raw value becomes an engineering value (``value = raw × scale + off
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -84,6 +85,8 @@ class ModbusChannel(_Strict):
             raise ValueError("'length' applies to string channels only")
         if self.address + self.count > 0x10000:
             raise ValueError("channel extends past register 0xFFFF")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0 (the raw value could not be recovered)")
         return self
 
     @property
@@ -120,6 +123,11 @@ class Profile(_Strict):
             seen.add(ch.id)
         if not channels:
             raise ValueError("a profile needs at least one channel")
+        ordered = sorted(channels, key=lambda c: (c.function, c.address))
+        for a, b in itertools.pairwise(ordered):
+            if a.function == b.function and b.address < a.address + a.count:
+                raise ValueError(f"channels {a.id!r} and {b.id!r} overlap "
+                                 f"(FC{a.function} 0x{b.address:04X})")
         return channels
 
 

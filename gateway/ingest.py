@@ -86,6 +86,7 @@ class Ingest:
         self._thread: threading.Thread | None = None
         self.stats = IngestStats()
         self._spool: Outbox | None = None
+        self._dead: Outbox | None = None
 
     # paho thread ---------------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object,
@@ -99,7 +100,7 @@ class Ingest:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self._inbox.append(_Message(msg.mid, msg.qos, msg.topic, msg.payload))
+            self._inbox.append(_Message(msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
             self.stats.received += 1
             if len(self._inbox) >= self.cfg.batch_size:
                 self._lock.notify()
@@ -134,6 +135,7 @@ class Ingest:
     # writer thread -------------------------------------------------------------------------
     def _writer(self) -> None:
         self._spool = Outbox(self.loaded.resolve(self.cfg.spool))
+        self._dead = Outbox(self.loaded.resolve(self.cfg.dead_letter))
         interval = self.cfg.batch_interval_ms / 1000
         backoff = 0.5
         outage_until = 0.0
@@ -143,8 +145,9 @@ class Ingest:
                     if not self._inbox and not self._stop.is_set():
                         self._lock.wait(interval)
                     batch, self._inbox = self._inbox, []
-                if batch:
-                    self._handle(batch, write=time.monotonic() >= outage_until)
+                if batch and not self._handle(batch, write=time.monotonic() >= outage_until):
+                    outage_until = time.monotonic() + backoff
+                    backoff = min(backoff * 2, 30.0)
                 if self._spool.count() and time.monotonic() >= outage_until:
                     if self._replay():
                         backoff = 0.5
@@ -157,9 +160,12 @@ class Ingest:
                             return
         finally:
             self._spool.close()
+            self._dead.close()
             self.storage.close()
 
-    def _handle(self, batch: list[_Message], *, write: bool) -> None:
+    def _handle(self, batch: list[_Message], *, write: bool) -> bool:
+        """Write (or spool) one batch and acknowledge it; False if the storage is down."""
+        ok = True
         readings: list[Reading] = []
         data: list[_Message] = []
         for m in batch:
@@ -169,8 +175,11 @@ class Ingest:
                 readings.extend(decode_data(m.payload))
                 data.append(m)
             except PayloadError as exc:
+                assert self._dead is not None
+                self._dead.put_many([(m.topic, m.payload)])
                 self.stats.rejected_messages += 1
-                log.warning("ingest: dropping malformed message on %s: %s", m.topic, exc)
+                log.warning("ingest: malformed message on %s (%s); kept in %s", m.topic, exc,
+                            self._dead.path)
         if readings and write:
             try:
                 self.storage.write(readings)
@@ -180,11 +189,8 @@ class Ingest:
                     self.on_written(readings)
             except StorageError as exc:
                 self.stats.write_errors += 1
-                log.warning("ingest: storage write failed (%s); spooling %d messages to disk",
-                            exc, len(data))
-                assert self._spool is not None
-                self._spool.put_many([(m.topic, m.payload) for m in data])
-                self.stats.spooled_messages += len(data)
+                self._keep([(m.topic, m.payload) for m in data], exc)
+                ok = not exc.retryable
         elif readings:
             assert self._spool is not None
             self._spool.put_many([(m.topic, m.payload) for m in data])
@@ -192,6 +198,21 @@ class Ingest:
         for m in batch:  # acknowledged in arrival order, once written or spooled
             if m.qos > 0:
                 self.client.ack(m.mid, m.qos)
+        return ok
+
+    def _keep(self, messages: list[tuple[str, bytes]], exc: StorageError) -> None:
+        """A batch the storage did not take: spool it (to retry) or dead-letter it."""
+        assert self._spool is not None and self._dead is not None
+        if exc.retryable:
+            log.warning("ingest: storage write failed (%s); spooling %d messages to disk",
+                        exc, len(messages))
+            self._spool.put_many(messages)
+            self.stats.spooled_messages += len(messages)
+        else:
+            log.error("ingest: storage refused %d messages for good (%s); kept in %s",
+                      len(messages), exc, self._dead.path)
+            self._dead.put_many(messages)
+            self.stats.rejected_messages += len(messages)
 
     def _replay(self) -> bool:
         """Write spooled messages to storage; False if the storage is still down."""
@@ -205,8 +226,11 @@ class Ingest:
             try:
                 self.storage.write(readings)
             except StorageError as exc:
-                log.debug("ingest: storage still unavailable: %s", exc)
-                return False
+                if exc.retryable:
+                    log.debug("ingest: storage still unavailable: %s", exc)
+                    return False
+                self._keep([(topic, payload) for _, topic, payload in rows], exc)
+            else:
+                self.stats.written_readings += len(readings)
+                self.stats.written_messages += len(rows)
             self._spool.ack(row_id for row_id, _, _ in rows)
-            self.stats.written_readings += len(readings)
-            self.stats.written_messages += len(rows)

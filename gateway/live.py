@@ -47,7 +47,7 @@ class LiveFeed:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            readings = decode_data(msg.payload)
+            readings = decode_data(bytes(msg.payload))
         except PayloadError:
             return
         now = time.time_ns()

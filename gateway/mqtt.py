@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import ssl
 import threading
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from daq.config import LoadedConfig
 from gateway.outbox import Outbox
@@ -69,7 +70,7 @@ def make_client(
         client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_inflight_messages_set(65_535)
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if session_expiry_s:
         props.SessionExpiryInterval = session_expiry_s
     if receive_maximum:
@@ -221,10 +222,8 @@ class Publisher:
     def stop(self, offline: tuple[str, bytes] | None = None) -> None:
         if offline is not None and self._connected.is_set():
             info = self.client.publish(offline[0], offline[1], qos=1, retain=True)
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
-            except (RuntimeError, ValueError):
-                pass
         self._connected.clear()  # a disconnect we asked for is not an outage
         self.client.disconnect()
         self.client.loop_stop()

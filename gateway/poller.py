@@ -137,7 +137,8 @@ class DeviceCoordinator:
         if over < 0:
             return 0
         max_ticks = max(0, int(self.config.max_backoff_s * 1000 / self.config.interval_ms) - 1)
-        return min(2 ** min(over + 1, 30) - 1, max_ticks)
+        ticks: int = min(2 ** min(over + 1, 30) - 1, max_ticks)
+        return ticks
 
     async def run(self) -> None:
         interval_ns = self.config.interval_ms * 1_000_000

@@ -49,6 +49,7 @@ from drivers.modbus.codec import (
     READ_FUNCTIONS,
     ExceptionResponse,
     Frame,
+    IllegalRequest,
     ModbusProtocolError,
     ReadRequest,
     ReadResponse,
@@ -280,12 +281,14 @@ class ModbusMeterSimulator:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = TcpDecoder(role="server")
-        buf = bytearray()
         while data := await reader.read(65536):
             if self.faults.silent:
                 continue
-            buf += data
-            for tid, request in _frames(buf, decoder):
+            try:
+                frames = decoder.feed(data)
+            except ModbusProtocolError:
+                return  # a bad MBAP header: a TCP stream cannot resynchronise
+            for tid, request in frames:
                 if self.faults.drop_connection:
                     self.faults.drop_connection = False
                     return
@@ -294,10 +297,12 @@ class ModbusMeterSimulator:
                     await asyncio.sleep(self.faults.delay_s)
                     if self.faults.silent:
                         continue
-                if isinstance(request, _Unparsed):
+                if isinstance(request, IllegalRequest):
                     answer = self._reject(request)
-                else:
+                elif isinstance(request, ReadRequest):
                     answer = self.answer(request)
+                else:
+                    continue  # a response sent to a server: ignore it
                 if answer is not None:
                     writer.write(encode_tcp(answer, tid))
             await writer.drain()
@@ -351,7 +356,7 @@ class ModbusMeterSimulator:
             return self._exception(unit, function, self.faults.exception_code)
         return None
 
-    def _reject(self, bad: _Unparsed) -> Frame | None:
+    def _reject(self, bad: IllegalRequest) -> Frame | None:
         refusal = self._refusal(bad.unit, bad.function)
         if refusal is not None:
             return None if refusal == "silence" else refusal
@@ -360,45 +365,3 @@ class ModbusMeterSimulator:
     def _exception(self, unit: int, function: int, code: int) -> ExceptionResponse:
         self.exceptions += 1
         return ExceptionResponse(unit, function, code)
-
-
-@dataclass(frozen=True, slots=True)
-class _Unparsed:
-    """A request PDU the codec rejected, with the exception code it deserves."""
-
-    unit: int
-    function: int
-    code: int
-
-
-def _frames(buf: bytearray, decoder: TcpDecoder) -> list[tuple[int, ReadRequest | _Unparsed]]:
-    """Take the complete frames out of ``buf`` and parse them one by one with ``decoder``.
-
-    Frames are cut on the MBAP length field here (rather than handing the decoder the whole
-    buffer) so that a PDU the codec rejects still yields its transaction id, unit and function
-    code, to be answered with an exception (returned as :class:`_Unparsed`), instead of
-    losing the other frames of the same read.
-    A bad MBAP header raises :class:`ModbusProtocolError` (the connection must close).
-    """
-    out: list[tuple[int, ReadRequest | _Unparsed]] = []
-    while len(buf) >= 7:
-        length = int.from_bytes(buf[4:6], "big")
-        if not 2 <= length <= 254 or buf[2:4] != b"\x00\x00":
-            decoder.feed(bytes(buf))  # raises ModbusProtocolError for the header
-            raise ModbusProtocolError("bad MBAP header")  # pragma: no cover - codec raises
-        if len(buf) < 6 + length:
-            break
-        chunk = bytes(buf[: 6 + length])
-        del buf[: 6 + length]
-        try:
-            frames = decoder.feed(chunk)
-        except ModbusProtocolError:
-            tid = int.from_bytes(chunk[0:2], "big")
-            unit, fc = chunk[6], chunk[7]
-            code = ILLEGAL_DATA_VALUE if fc in READ_FUNCTIONS else ILLEGAL_FUNCTION
-            out.append((tid, _Unparsed(unit, fc & 0x7F, code)))
-            continue
-        for tid, frame in frames:
-            assert isinstance(frame, ReadRequest)  # the server role parses requests only
-            out.append((tid, frame))
-    return out

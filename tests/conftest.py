@@ -4,6 +4,13 @@
 from __future__ import annotations
 
 # -- services: InfluxDB 1.x, VictoriaMetrics (tests/services.py) ----------------------
-from tests.services import influx_db, influxdb_v1, victoria_metrics
+# -- and MQTT: the Mosquitto on 127.0.0.1:1883 when it answers, else a private one
+from tests.services import (
+    influx_db,
+    influxdb_v1,
+    mqtt_broker,
+    private_broker,
+    victoria_metrics,
+)
 
-__all__ = ["influx_db", "influxdb_v1", "victoria_metrics"]
+__all__ = ["influx_db", "influxdb_v1", "mqtt_broker", "private_broker", "victoria_metrics"]

@@ -40,6 +40,8 @@ import orjson
 import pytest
 import urllib3
 
+from gateway.broker import Broker, answers, find_mosquitto, private_mosquitto
+
 INSTALL_HINT = "run .ci/install-deps (Debian packages: influxdb victoria-metrics mosquitto)"
 START_TIMEOUT_S = 20.0
 
@@ -343,3 +345,36 @@ def victoria_metrics() -> Iterator[Server]:
     with run_server("victoria-metrics", _vm_args(binary), "/health",
                     lambda r: r.status == 200) as server:
         yield server
+
+
+# -- MQTT broker ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Iterator[Broker]:
+    """The Mosquitto on 127.0.0.1:1883 when it answers, else a private one on a free port.
+
+    ``DAQ_TEST_MQTT_PORT`` names another loopback port to try first. Tests keep out of each
+    other's way by using a unique enterprise id (and so topic prefix) each.
+    """
+    port = int(os.environ.get("DAQ_TEST_MQTT_PORT", "1883"))
+    if answers("127.0.0.1", port):
+        yield Broker("127.0.0.1", port, private=False)
+        return
+    binary = find_mosquitto()
+    if binary is None:
+        missing("mosquitto (Debian package mosquitto)")
+        return
+    with private_mosquitto(binary) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def private_broker() -> Iterator[Broker]:
+    """Always a private Mosquitto: for tests that stop and restart the broker."""
+    binary = find_mosquitto()
+    if binary is None:
+        missing("mosquitto (Debian package mosquitto)")
+        return
+    with private_mosquitto(binary) as broker:
+        yield broker

@@ -99,6 +99,11 @@ class ReadRequest:
     address: int
     count: int
 
+    def __post_init__(self) -> None:
+        if not (0 <= self.address <= 0xFFFF and 0 <= self.count <= 0xFFFF
+                and 0 <= self.unit <= 255 and 0 <= self.function <= 0x7F):
+            raise ModbusProtocolError(f"request out of range: {self}")
+
     def pdu(self) -> bytes:
         return struct.pack(">BHH", self.function, self.address, self.count)
 
@@ -110,6 +115,8 @@ class ReadResponse:
     registers: tuple[int, ...]
 
     def pdu(self) -> bytes:
+        if len(self.registers) > MAX_READ_REGISTERS:
+            raise ModbusProtocolError(f"{len(self.registers)} registers do not fit one response")
         body = b"".join(r.to_bytes(2, "big") for r in self.registers)
         return bytes((self.function, len(body))) + body
 
@@ -124,7 +131,21 @@ class ExceptionResponse:
         return bytes((self.function | 0x80, self.code))
 
 
-Frame = ReadRequest | ReadResponse | ExceptionResponse
+@dataclass(frozen=True, slots=True)
+class IllegalRequest:
+    """A request a server cannot serve, with the exception code the spec says it deserves
+    (1 illegal function, 3 illegal data value). Parsed, not raised, so the server can answer
+    it and the other frames of the same read are not lost."""
+
+    unit: int
+    function: int
+    code: int
+
+    def pdu(self) -> bytes:
+        return ExceptionResponse(self.unit, self.function, self.code).pdu()
+
+
+Frame = ReadRequest | ReadResponse | ExceptionResponse | IllegalRequest
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -147,8 +168,10 @@ def parse_pdu(unit: int, pdu: bytes, role: Literal["client", "server"]) -> Frame
         raise ModbusProtocolError("empty PDU")
     fc = pdu[0]
     if role == "server":
-        if fc not in READ_FUNCTIONS or len(pdu) != 5:
-            raise ModbusProtocolError(f"unsupported request function 0x{fc:02X} ({len(pdu)} bytes)")
+        if fc not in READ_FUNCTIONS:
+            return IllegalRequest(unit, fc & 0x7F, 1)
+        if len(pdu) != 5:
+            return IllegalRequest(unit, fc, 3)
         _, address, count = struct.unpack(">BHH", pdu)
         return ReadRequest(unit, fc, address, count)
     if fc & 0x80:

@@ -15,7 +15,7 @@ DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def readings() -> list[Reading]:
-    base = dict(enterprise="e1", gateway="gw-1", device="m1")
+    base = {"enterprise": "e1", "gateway": "gw-1", "device": "m1"}
     return [
         Reading(1_700_000_000_123_456_789, channel="voltage_l1", quantity="voltage", unit="V",
                 value=230.10000610351562, raw=230.10000610351562, **base),

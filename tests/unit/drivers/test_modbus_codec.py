@@ -10,6 +10,7 @@ from daq.profiles import DataType, WordOrder
 from drivers.modbus.codec import (
     EXCEPTION_NAMES,
     ExceptionResponse,
+    IllegalRequest,
     ModbusProtocolError,
     ReadRequest,
     ReadResponse,
@@ -267,8 +268,6 @@ def test_tcp_bad_headers(wire: str) -> None:
 @pytest.mark.parametrize(
     ("role", "pdu"),
     [
-        ("server", "06 00 01 00 03"),  # write single register: not supported
-        ("server", "04 00 00 00"),  # short read request
         ("client", "84"),  # exception without code
         ("client", "04 03 00 00 00"),  # odd byte count
         ("client", "04 04 00 00"),  # byte count larger than the data
@@ -281,3 +280,21 @@ def test_tcp_bad_pdus(role: str, pdu: str) -> None:
     dec = TcpDecoder(role)  # type: ignore[arg-type]
     with pytest.raises(ModbusProtocolError):
         dec.feed(wire)
+
+
+@pytest.mark.parametrize(
+    ("pdu", "expected"),
+    [
+        ("06 00 01 00 03", IllegalRequest(1, 6, 1)),  # write single register: illegal function
+        ("04 00 00 00", IllegalRequest(1, 4, 3)),  # short read request: illegal data value
+    ],
+)
+def test_tcp_server_parses_requests_it_cannot_serve(pdu: str, expected: IllegalRequest) -> None:
+    """A server gets what it needs to answer with the right exception, and the valid
+    request after it in the same read is not lost."""
+    body = bytes.fromhex(pdu)
+    bad = bytes.fromhex("00 07 00 00") + (len(body) + 1).to_bytes(2, "big") + b"\x01" + body
+    good = encode_tcp(ReadRequest(1, 4, 0, 2), 8)
+    assert TcpDecoder("server").feed(bad + good) == [(7, expected),
+                                                     (8, ReadRequest(1, 4, 0, 2))]
+    assert encode_tcp(expected, 7)[7:] == bytes((expected.function | 0x80, expected.code))
