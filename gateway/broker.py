@@ -78,12 +78,12 @@ def try_install_mosquitto() -> str | None:
 
 
 @contextlib.contextmanager
-def private_mosquitto(binary: str | None = None) -> Iterator[Broker]:
-    """Start a private Mosquitto on a free loopback port; stop it and clean up on exit."""
+def private_mosquitto(binary: str | None = None, port: int | None = None) -> Iterator[Broker]:
+    """Start a private Mosquitto on loopback (a free port unless given); stop it on exit."""
     binary = binary or find_mosquitto()
     if binary is None:
         raise BrokerUnavailable("mosquitto is not installed (Debian package 'mosquitto')")
-    port = free_port()
+    port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="daq-mosquitto-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
         conf.write_text(MOSQUITTO_CONF.format(port=port))

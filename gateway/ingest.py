@@ -202,7 +202,8 @@ class Ingest:
 
     def _keep(self, messages: list[tuple[str, bytes]], exc: StorageError) -> None:
         """A batch the storage did not take: spool it (to retry) or dead-letter it."""
-        assert self._spool is not None and self._dead is not None
+        assert self._spool is not None
+        assert self._dead is not None
         if exc.retryable:
             log.warning("ingest: storage write failed (%s); spooling %d messages to disk",
                         exc, len(messages))

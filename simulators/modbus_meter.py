@@ -272,6 +272,10 @@ class ModbusMeterSimulator:
             await self._serve(reader, writer)
         except (ConnectionError, ModbusProtocolError):
             pass  # the peer went away, or sent a header a TCP stream cannot recover from
+        except asyncio.CancelledError:
+            # stop() cancels connection handlers; asyncio's start_server callback would log a
+            # cancelled handler task as an error, so end it normally instead
+            pass
         finally:
             self._tasks.discard(task)
             self._writers.discard(writer)

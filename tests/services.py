@@ -187,12 +187,13 @@ def _stop_all() -> None:
 
 @contextlib.contextmanager
 def run_server(name: str, args_for: Callable[[Path, int], list[str]],
-               ready_path: str, ok: Callable[[urllib3.BaseHTTPResponse], bool]) -> Iterator[Server]:
+               ready_path: str, ok: Callable[[urllib3.BaseHTTPResponse], bool],
+               port: int | None = None) -> Iterator[Server]:
     """Start a server with a fresh temp dir and port, wait until ready, stop and clean up."""
     tmp = Path(tempfile.mkdtemp(prefix=f"daq-test-{name}-"))
     proc: subprocess.Popen[bytes] | None = None
     try:
-        port = free_port()
+        port = port or free_port()
         log_path = tmp / f"{name}.log"
         proc = start_process(args_for(tmp, port), log_path, tmp)
         server = Server(name, f"http://127.0.0.1:{port}", port, log_path)
@@ -278,6 +279,18 @@ def _influxd_args(binary: str) -> Callable[[Path, int], list[str]]:
         return [binary, "run", "-config", str(conf)]
 
     return args
+
+
+@contextlib.contextmanager
+def private_influxdb(port: int | None = None) -> Iterator[Server]:
+    """A private influxd of the test's own (for outage tests that start it late)."""
+    binary = find_binary("influxd")
+    if binary is None:
+        missing("influxd (Debian package influxdb)")
+        return
+    with run_server("influxdb", _influxd_args(binary), "/ping", lambda r: r.status == 204,
+                    port=port) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

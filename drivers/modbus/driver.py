@@ -266,10 +266,20 @@ class ModbusDevice:
         return cls(reader, unit, profile.channels, **options)
 
     async def poll(self) -> list[ChannelResult]:
-        """Read every plan once; one result per channel, in the order channels were given."""
+        """Read every plan once; one result per channel, in the order channels were given.
+
+        A timeout or a lost connection ends the poll: the remaining requests get the same
+        error without being sent, so a dead device holds its bus for one timeout per poll,
+        not one per request. A device exception affects only its own request.
+        """
         results: list[ChannelResult | None] = [None] * len(self.channels)
         reader, unit, pause = self.reader, self.unit, self.pause_between_requests_s
+        abort: DriverError | None = None
         for n, (plan, slots) in enumerate(zip(self.plans, self._slots, strict=True)):
+            if abort is not None:
+                for i, ch, *_ in slots:
+                    results[i] = ChannelResult(ch, time.time_ns(), None, None, abort)
+                continue
             if n and pause:
                 await asyncio.sleep(pause)
             try:
@@ -285,6 +295,8 @@ class ModbusDevice:
                 ts = time.time_ns()
                 for i, ch, *_ in slots:
                     results[i] = ChannelResult(ch, ts, None, None, err)
+                if isinstance(err, DeviceTimeout | DeviceConnectionError):
+                    abort = err
                 continue
             for i, ch, off, count, dtype, order, scale, offset, is_float in slots:
                 results[i] = _decode(ch, ts, registers[off : off + count], dtype, order,

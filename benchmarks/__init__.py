@@ -1,0 +1,1 @@
+"""Benchmarks of the acquisition path; run with ``python -m benchmarks`` (``make bench``)."""

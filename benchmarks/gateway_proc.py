@@ -1,0 +1,98 @@
+"""The gateway as a benchmark process: ``python -m benchmarks.gateway_proc CONFIG``.
+
+Runs :class:`gateway.service.GatewayService` unchanged (what ``daq gateway`` runs) and talks
+JSON lines on stdout:
+
+* SIGUSR1 → a snapshot: readings acquired (put into the outbox), polls and failed polls
+  summed over devices, messages published and acknowledged, outbox backlog;
+* SIGTERM / SIGINT → the service is cancelled (it commits what it holds, flushes for up to
+  2 s and goes offline). If the outbox still holds messages then, they are sent by a fresh
+  publisher on the same outbox — what a restarted gateway does — and the time that took is
+  reported, so stored can be compared with acquired. Then a final snapshot and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from daq.config import load_config
+from gateway.mqtt import Publisher
+from gateway.outbox import Outbox
+from gateway.service import GatewayService
+
+
+def snapshot(svc: GatewayService, kind: str) -> dict[str, Any]:
+    try:
+        backlog = svc.outbox.count()
+    except Exception:  # closed after shutdown
+        backlog = -1
+    return {
+        "kind": kind,
+        "t_ns": time.time_ns(),
+        "acquired": svc.acquired,
+        "polls": sum(c.state.polls for c in svc.coordinators),
+        "failures": sum(c.state.failures for c in svc.coordinators),
+        "published": svc.publisher.published,
+        "acknowledged": svc.publisher.acknowledged,
+        "outbox": backlog,
+        "queue": svc._queue.qsize(),
+    }
+
+
+def emit(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+async def drain_outbox(svc: GatewayService, timeout_s: float) -> tuple[int, float]:
+    """Send what the stopped service left in its outbox; (messages left before, seconds)."""
+    path = svc.loaded.resolve(svc.config.outbox.format(gateway=svc.config.id))
+    outbox = Outbox(path)
+    left = outbox.count()
+    t0 = time.monotonic()
+    if left:
+        pub = Publisher(svc.loaded, outbox, f"bench-drain-{os.getpid()}")
+        pub.start()
+        runner = asyncio.create_task(pub.run(), name="drain-publisher")
+        deadline = time.monotonic() + 10
+        while not pub.connected and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await pub.flush(timeout_s)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        pub.stop()
+    outbox.close()
+    return left, time.monotonic() - t0
+
+
+async def main(config_path: str) -> None:
+    svc = GatewayService(load_config(config_path))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: emit(snapshot(svc, "snapshot")))
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    task = asyncio.create_task(svc.run(), name="gateway")
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    t_stop = time.time_ns()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    stopper.cancel()
+    final = snapshot(svc, "final")
+    final["stop_ns"] = t_stop
+    final["left_in_outbox"], final["drain_s"] = await drain_outbox(svc, 120.0)
+    emit(final)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

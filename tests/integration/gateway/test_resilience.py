@@ -1,0 +1,260 @@
+"""Bad input loses nothing: a dead device, a broker outage, a database outage, a killed
+gateway. Real simulators, real Mosquitto, real influxd, real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daq.config import LoadedConfig, load_config
+from daq.model import Quality, Reading
+from daq.payload import decode_data
+from gateway.broker import free_port, private_mosquitto
+from gateway.ingest import Ingest
+from gateway.outbox import Outbox
+from gateway.poller import build_coordinators
+from gateway.service import GatewayService
+from gateway.storage import open_storage
+from gateway.storage.historian import HistorianStorage
+from simulators.fleet import MeterFleet, MeterSpec
+from tests.services import private_influxdb
+
+pytestmark = pytest.mark.services
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def site_yaml(fleet: MeterFleet, enterprise: str, mqtt_port: int, storage: str,
+              interval_ms: int = 200, timeout_ms: int = 300) -> str:
+    buses = "".join(f"""
+      - id: bus-{name}
+        protocol: modbus-tcp
+        host: 127.0.0.1
+        port: {fleet[name].port}
+        timeout_ms: {timeout_ms}
+        devices:
+          - id: {name}
+            profile: {fleet[name].profile.id}
+            interval_ms: {interval_ms}
+            failures_before_backoff: 2
+            max_backoff_s: 1
+""" for name in fleet)
+    return f"""
+enterprise: {{id: {enterprise}}}
+gateways:
+  - id: gw-1
+    outbox: outbox.sqlite
+    buses:{buses}
+mqtt: {{host: 127.0.0.1, port: {mqtt_port}}}
+ingest:
+  subscription: daq/{enterprise}/#
+  batch_interval_ms: 50
+  spool: spool.sqlite
+  dead_letter: rejected.sqlite
+storage:
+{storage}
+"""
+
+
+def write_site(tmp: Path, text: str) -> LoadedConfig:
+    (tmp / "site.yaml").write_text(text)
+    return load_config(tmp / "site.yaml")
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[MeterFleet]:
+    specs = [MeterSpec("sdm630", name="good"), MeterSpec("dtsu666", seed=1, name="flaky")]
+    async with MeterFleet(specs) as f:
+        yield f
+
+
+def unique() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_dead_device_is_bad_with_a_reason_and_does_not_stall_the_others(
+        fleet: MeterFleet, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.poller")
+    loaded = write_site(tmp_path, site_yaml(fleet, unique(), 1883,
+                                            "  kind: historian\n  path: h.sqlite\n"))
+    got: list[list[Reading]] = []
+
+    async def sink(readings: list[Reading]) -> None:
+        got.append(readings)
+
+    coords = {c.config.id: c for c in build_coordinators(loaded, loaded.gateway(), sink)}
+    fleet["flaky"].faults.silent = True
+    tasks = [asyncio.create_task(c.run()) for c in coords.values()]
+    try:
+        await asyncio.sleep(2.1)
+        good, flaky = coords["good"].state, coords["flaky"].state
+        # the good device kept its 200 ms rhythm although its neighbour timed out (300 ms)
+        assert good.polls >= 9
+        assert good.failures == 0
+        assert flaky.degraded
+        assert flaky.polls < good.polls  # backed off
+        bad = [r for rs in got for r in rs if r.device == "flaky"]
+        assert bad
+        assert all(r.quality is Quality.BAD and r.reason == "timeout" and r.value is None
+                   for r in bad)
+        fleet["flaky"].faults.silent = False
+        await asyncio.sleep(1.6)  # max back-off is 1 s
+        assert not coords["flaky"].state.degraded
+        last = [rs for rs in got if rs[0].device == "flaky"][-1]
+        assert all(r.quality is Quality.GOOD for r in last)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in coords.values():
+            await c.bus.reader.close()
+    messages = [r.getMessage() for r in caplog.records if "flaky" in r.getMessage()]
+    assert len([m for m in messages if "no reading" in m]) == 1  # once on failure
+    assert len([m for m in messages if "recovered" in m]) == 1  # once on recovery
+
+
+async def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+async def test_broker_outage_buffers_in_the_outbox_and_replays(
+        fleet: MeterFleet, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens here yet: the broker is "down"
+    loaded = write_site(tmp_path, site_yaml(fleet, unique(), port,
+                                            "  kind: historian\n  path: h.sqlite\n"))
+    gw = GatewayService(loaded)
+    task = asyncio.create_task(gw.run())
+    try:
+        await wait_for(lambda: gw.outbox.count() >= 6, 10, "outbox did not fill")
+        assert gw.publisher.acknowledged == 0
+        with private_mosquitto(port=port):
+            ingest = Ingest(loaded, open_storage(loaded))
+            ingest.start()
+            assert await asyncio.to_thread(ingest.wait_subscribed, 10)
+            await wait_for(lambda: gw.publisher.connected, 15, "gateway did not reconnect")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await wait_for(lambda: ingest.stats.written_readings >= gw.acquired, 10,
+                           "not everything arrived")
+            await asyncio.to_thread(ingest.stop)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    hist = HistorianStorage(loaded.resolve("h.sqlite"))
+    try:
+        assert hist.count() == gw.acquired  # nothing lost, nothing doubled
+    finally:
+        hist.close()
+
+
+async def test_database_outage_spools_to_disk_and_replays(
+        fleet: MeterFleet, tmp_path: Path, mqtt_broker: Any) -> None:
+    db_port = free_port()  # InfluxDB is "down" until started below
+    loaded = write_site(tmp_path, site_yaml(
+        fleet, unique(), mqtt_broker.port,
+        f"  kind: influxdb_v1\n  url: http://127.0.0.1:{db_port}\n  database: outage\n"
+        "  timeout_s: 2\n"))
+    ingest = Ingest(loaded, open_storage(loaded))
+    ingest.start()
+    assert await asyncio.to_thread(ingest.wait_subscribed, 10)
+    gw = GatewayService(loaded)
+    task = asyncio.create_task(gw.run())
+    await wait_for(lambda: ingest.stats.spooled_messages >= 6, 10, "nothing was spooled")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # every message was acknowledged to the broker: it is on our disk now, not the broker's
+    assert gw.outbox.count() == 0 or not gw.publisher.connected
+    await wait_for(lambda: ingest.stats.spooled_messages == gw.publisher.acknowledged, 5,
+                   "not every acknowledged message reached the spool")
+    assert ingest.stats.written_readings == 0
+    with private_influxdb(port=db_port) as server:
+        await wait_for(lambda: ingest.stats.written_readings >= gw.acquired, 40,
+                       "the spool was not replayed")
+        await asyncio.to_thread(ingest.stop)
+        from tests.services import influx_query
+
+        res = influx_query(server, "SELECT count(value) FROM /.*/ WHERE time <= now() + 1h",
+                           db="outage")
+        total = sum(s["values"][0][1] for s in res["results"][0]["series"])  # type: ignore[index]
+    assert total == gw.acquired
+
+
+def test_a_killed_gateway_loses_no_acknowledged_reading(tmp_path: Path) -> None:
+    """SIGKILL the gateway process while the broker is down; what it had committed to its
+    outbox reaches storage after a restart."""
+    async def scenario() -> None:
+        async with MeterFleet([MeterSpec("sdm630", name="good")]) as fl:
+            port = free_port()
+            text = site_yaml(fl, unique(), port, "  kind: historian\n  path: h.sqlite\n")
+            loaded = write_site(tmp_path, text)
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "daq.cli", "gateway", str(tmp_path / "site.yaml"),
+                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                outbox_path = loaded.resolve("outbox.sqlite")
+                await wait_for(lambda: outbox_path.exists() and _count(outbox_path) >= 5, 20,
+                               "the gateway committed nothing")
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+            committed = _readings_in(outbox_path)
+            assert committed
+            with private_mosquitto(port=port):
+                ingest = Ingest(loaded, open_storage(loaded))
+                ingest.start()
+                assert await asyncio.to_thread(ingest.wait_subscribed, 10)
+                gw = GatewayService(loaded)  # the restarted gateway replays its outbox first
+                task = asyncio.create_task(gw.run())
+                await wait_for(lambda: gw.outbox.count() == 0 and gw.publisher.acknowledged
+                               >= len(committed), 15, "outbox not replayed")
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await wait_for(lambda: ingest.stats.written_readings
+                               >= sum(len(v) for v in committed.values()), 10, "not stored")
+                await asyncio.to_thread(ingest.stop)
+            hist = HistorianStorage(loaded.resolve("h.sqlite"))
+            try:
+                for readings in committed.values():
+                    for r in readings:
+                        (row,) = hist.series(r.device, r.channel, r.ts_ns, r.ts_ns + 1)
+                        assert row.value == r.value
+            finally:
+                hist.close()
+
+    asyncio.run(scenario())
+
+
+def _count(path: Path) -> int:
+    box = Outbox(path)
+    try:
+        return box.count()
+    finally:
+        box.close()
+
+
+def _readings_in(path: Path) -> dict[int, list[Reading]]:
+    box = Outbox(path)
+    try:
+        return {row_id: decode_data(payload) for row_id, _, payload in box.pending(0, 10**6)}
+    finally:
+        box.close()
