@@ -181,7 +181,6 @@ async def test_database_outage_spools_to_disk_and_replays(
     with contextlib.suppress(asyncio.CancelledError):
         await task
     # every message was acknowledged to the broker: it is on our disk now, not the broker's
-    assert gw.outbox.count() == 0 or not gw.publisher.connected
     await wait_for(lambda: ingest.stats.spooled_messages == gw.publisher.acknowledged, 5,
                    "not every acknowledged message reached the spool")
     assert ingest.stats.written_readings == 0
