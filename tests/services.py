@@ -339,7 +339,9 @@ def influx_db(influxdb_v1: Server) -> Iterator[InfluxDatabase]:
 def _vm_args(binary: str) -> Callable[[Path, int], list[str]]:
     def args(tmp: Path, port: int) -> list[str]:
         return [binary, f"-storageDataPath={tmp}/data", f"-httpListenAddr=127.0.0.1:{port}",
-                "-retentionPeriod=100y", "-loggerLevel=WARN"]
+                "-retentionPeriod=100y", "-loggerLevel=WARN",
+                # tests read back what they just wrote: no 30 s visibility delay, no cache
+                "-search.latencyOffset=0s", "-search.disableCache"]
 
     return args
 

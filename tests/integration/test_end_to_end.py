@@ -8,6 +8,7 @@ scaled in float64 exactly as the gateway does it).
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 import time
 import uuid
@@ -152,3 +153,34 @@ async def test_path_into_historian(site: Site, mqtt_broker: Any) -> None:
         check_against_truth(site, gw, stored)
     finally:
         hist.close()
+
+
+async def test_path_into_victoria_metrics_v2_api(site: Site, mqtt_broker: Any,
+                                                 victoria_metrics: Any) -> None:
+    """The InfluxDB v2 write API as VictoriaMetrics implements it, read back through its
+    export API. VM keeps milliseconds and about 12 significant digits (see
+    docs/storage.md), so values are compared to 1e-12 relative and in time order."""
+    loaded = site.config(mqtt_broker, f"  kind: influxdb_v2\n  url: {victoria_metrics.url}\n"
+                                      "  org: daq\n  bucket: daq\n  token: unused\n")
+    gw, _ = await run_path(loaded, POLLS)
+    http = urllib3.PoolManager()
+    assert http.request("GET", f"{victoria_metrics.url}/internal/force_flush").status == 200
+    for coord in gw.coordinators:
+        sim = site.fleet[coord.config.id]
+        for ch in coord.profile.channels:
+            match = (f'{{__name__="{ch.quantity}_value",enterprise="{site.enterprise}",'
+                     f'device="{coord.config.id}",channel="{ch.id}"}}')
+            served = sim.served(ch.id)
+            for _ in range(50):  # VM 1.79 makes rows searchable up to ~1 s after the write
+                resp = http.request("GET", f"{victoria_metrics.url}/api/v1/export",
+                                    fields={"match[]": match})
+                lines = [line for line in resp.data.decode().splitlines() if line]
+                series = json.loads(lines[0]) if lines else {"values": []}
+                if len(series["values"]) >= len(served):
+                    break
+                await asyncio.sleep(0.1)
+            assert len(series["values"]) == len(served) == coord.state.polls
+            for (ts_ns, truth), value, ts_ms in zip(served, series["values"],
+                                                    series["timestamps"], strict=True):
+                assert value == pytest.approx(truth, rel=1e-12, abs=1e-12)
+                assert 0 <= ts_ms * 1_000_000 - ts_ns // 1_000_000 * 1_000_000 <= 50_000_000
