@@ -8,8 +8,8 @@ scaled in float64 exactly as the gateway does it).
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
