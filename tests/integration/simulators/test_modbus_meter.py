@@ -550,12 +550,12 @@ async def test_run_meters_serves_consecutive_meters(capsys: pytest.CaptureFixtur
             await task
 
 
-def test_profiles_the_simulator_cannot_serve_truthfully() -> None:
+def test_profiles_the_simulator_cannot_serve_truthfully_are_refused() -> None:
     data = profile_data()
     data["channels"][1]["address"] = 1  # voltage_l2 now overlaps voltage_l1
     with pytest.raises(ValueError, match="overlap"):
-        ModbusMeterSimulator(Profile.model_validate(data))
+        Profile.model_validate(data)
     data = profile_data()
     data["channels"][0]["scale"] = 0.0
-    with pytest.raises(ValueError, match="scale 0"):
-        ModbusMeterSimulator(Profile.model_validate(data))
+    with pytest.raises(ValueError, match="scale must not be 0"):
+        Profile.model_validate(data)
