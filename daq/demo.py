@@ -84,6 +84,9 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
                         while duration_s is None or time.monotonic() - started < duration_s:
                             await asyncio.sleep(0.25)
                             live.update(render(feed, footer))
+            except asyncio.CancelledError:
+                # Ctrl-C: asyncio cancels us; stop everything in order and say what we did
+                console.print("[yellow]stopping…[/]")
             finally:
                 gw_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
