@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from typing import Any
 
 import orjson
@@ -21,7 +22,8 @@ async def read_device(loaded: LoadedConfig, device_id: str, as_json: bool) -> in
     """Poll ``device_id`` once; print a table or JSON. Returns 0 if every channel is good."""
     from gateway.poller import build_coordinators
 
-    console = Console()
+    # piped output (logs, scripts) is not cut to 80 columns
+    console = Console(width=None if sys.stdout.isatty() else 160)
     for gw in loaded.config.gateways:
         for coord in build_coordinators(loaded, gw, _noop):
             if coord.config.id != device_id:
