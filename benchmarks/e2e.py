@@ -32,8 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.procs import Influx, Proc, cpu_seconds, free_port_range, machine_cpu, \
-    private_influxd, start
+from benchmarks.procs import (
+    Influx,
+    Proc,
+    cpu_seconds,
+    free_port_range,
+    machine_cpu,
+    private_influxd,
+    start,
+)
 from gateway.broker import Broker, private_mosquitto
 
 PROFILES = ("sdm630", "dtsu666")
@@ -185,7 +192,7 @@ def latency_ms(samples: Path, lo_ns: int, hi_ns: int) -> dict[str, float] | None
     lat = (sel[:, 1] - sel[:, 0]) / 1e6
     p50, p90, p99 = np.percentile(lat, [50, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99),
-            "max": float(lat.max()), "samples": int(len(lat))}
+            "max": float(lat.max()), "samples": len(lat)}
 
 
 def run_e2e(opts: E2EOptions, log: Log) -> dict[str, Any]:
@@ -260,10 +267,17 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
 
     log("stopping the gateway")
     gateway.send(signal.SIGTERM)
-    gf = gateway.next_json(300.0)
+    t_stop = time.monotonic()
+    try:
+        gf = gateway.next_json(180.0)
+    except RuntimeError:
+        (Path(samples).parent / "gateway-stacks.txt").write_text(gateway.dump_stacks())
+        raise
+    stop_s = time.monotonic() - t_stop
     gateway.popen.wait(30)
     log(f"gateway stopped: {gf['acquired']:,} readings acquired; "
-        f"{gf['left_in_outbox']} messages left in its outbox, sent in {gf['drain_s']:.1f} s")
+        f"{gf['left_in_outbox']} messages left in its outbox, sent in {gf['drain_s']:.1f} s; "
+        f"stopping took {stop_s:.1f} s")
     deadline = time.monotonic() + 300
     written = i1["written_readings"]
     while written < gf["acquired"] and time.monotonic() < deadline:
@@ -300,6 +314,8 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
         "failed_polls": g1["failures"] - g0["failures"],
         "outbox_at_end": g1["outbox"],
         "left_in_outbox_at_stop": gf["left_in_outbox"],
+        "gateway_stop_s": stop_s,
+        "gateway_stop_hung_tasks": gf.get("stop_hung_tasks", []),
         "ingest_spooled": inf["spooled_messages"],
         "ingest_write_errors": inf["write_errors"],
         "cpu_s": cpu,

@@ -27,6 +27,8 @@ from gateway.mqtt import Publisher
 from gateway.outbox import Outbox
 from gateway.service import GatewayService
 
+STOP_TIMEOUT_S = 20.0
+
 
 def snapshot(svc: GatewayService, kind: str) -> dict[str, Any]:
     try:
@@ -62,7 +64,8 @@ async def drain_outbox(svc: GatewayService, timeout_s: float) -> tuple[int, floa
         pub.start()
         runner = asyncio.create_task(pub.run(), name="drain-publisher")
         deadline = time.monotonic() + 10
-        while not pub.connected and time.monotonic() < deadline:
+        # Publisher.connected is a threading.Event underneath: nothing to await
+        while not pub.connected and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         await pub.flush(timeout_s)
         runner.cancel()
@@ -75,20 +78,41 @@ async def drain_outbox(svc: GatewayService, timeout_s: float) -> tuple[int, floa
 
 async def main(config_path: str) -> None:
     svc = GatewayService(load_config(config_path))
-    loop = asyncio.get_running_loop()
+    # Python-level handlers polled by a task, not loop.add_signal_handler: the latter learns
+    # of a signal through the loop's self-pipe, and a benchmark's control channel should not
+    # depend on what else writes to that pipe (the publisher once did, once per PUBACK)
+    pending: list[int] = []
+    for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, _f: pending.append(s))
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGUSR1, lambda: emit(snapshot(svc, "snapshot")))
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    async def signals() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            while pending:
+                if pending.pop(0) == signal.SIGUSR1:
+                    emit(snapshot(svc, "snapshot"))
+                else:
+                    stop.set()
+
+    watcher = asyncio.create_task(signals(), name="signals")
     task = asyncio.create_task(svc.run(), name="gateway")
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     t_stop = time.time_ns()
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+    stuck = [t for t in asyncio.all_tasks() if not t.done()
+             and t not in (asyncio.current_task(), stopper, watcher)]
+    if not done:  # the service did not finish its shutdown: say where it waits
+        print(f"gateway_proc: service not stopped {STOP_TIMEOUT_S} s after cancel; "
+              f"{len(stuck)} tasks left:", file=sys.stderr)
+        for t in stuck[:5]:
+            t.print_stack(limit=30, file=sys.stderr)
     stopper.cancel()
+    watcher.cancel()
     final = snapshot(svc, "final")
+    final["stop_hung_tasks"] = [t.get_name() for t in stuck] if not done else []
     final["stop_ns"] = t_stop
     final["left_in_outbox"], final["drain_s"] = await drain_outbox(svc, 120.0)
     emit(final)

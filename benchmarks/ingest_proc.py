@@ -61,8 +61,11 @@ def emit(ing: Ingest, kind: str) -> None:
 
 
 def main(config_path: str, samples_path: str) -> None:
-    wanted = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)  # before any thread starts: all inherit it
+    # Python-level handlers: whichever thread the kernel picks (numpy's BLAS threads do not
+    # block signals), the handler runs in the main thread
+    pending: list[int] = []
+    for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, _f: pending.append(s))
     loaded = load_config(config_path)
     latency = Latency()
     ing = Ingest(loaded, open_storage(loaded), on_written=latency)
@@ -70,11 +73,15 @@ def main(config_path: str, samples_path: str) -> None:
     if not ing.wait_subscribed(20):
         raise SystemExit("ingest did not subscribe within 20 s")
     emit(ing, "subscribed")
-    while signal.sigwait(wanted) == signal.SIGUSR1:
-        emit(ing, "snapshot")
-    ing.stop(drain_s=10.0)
-    latency.save(samples_path)
-    emit(ing, "final")
+    while True:
+        time.sleep(0.02)
+        while pending:
+            if pending.pop(0) != signal.SIGUSR1:
+                ing.stop(drain_s=10.0)
+                latency.save(samples_path)
+                emit(ing, "final")
+                return
+            emit(ing, "snapshot")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -121,6 +122,15 @@ class Proc:
             if line.startswith("{"):
                 doc: dict[str, Any] = json.loads(line)
                 return doc
+
+    def dump_stacks(self) -> str:
+        """The Python stacks of every thread (py-spy, when installed), for a hang report."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not os.access(spy, os.X_OK) or not self.alive():
+            return "(no py-spy, or the process is gone)"
+        out = subprocess.run([spy, "dump", "--pid", str(self.pid)], capture_output=True,
+                             timeout=60, check=False)
+        return (out.stdout + out.stderr).decode("utf-8", "replace")
 
     def send(self, sig: int) -> None:
         if self.alive():

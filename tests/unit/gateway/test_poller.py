@@ -1,0 +1,90 @@
+"""Polling arithmetic and the coordinator's behaviour around cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from daq.config import load_config
+from daq.model import Reading
+from gateway.poller import DeviceCoordinator, build_coordinators, next_tick_ns
+
+SITE = """
+enterprise: {id: e}
+gateways:
+  - id: g
+    buses:
+      - id: b
+        protocol: modbus-tcp
+        host: 127.0.0.1
+        port: 1
+        devices:
+          - {id: m, profile: sdm630, interval_ms: 10, failures_before_backoff: 2,
+             max_backoff_s: 0.08}
+"""
+
+
+def test_ticks_are_aligned_to_the_wall_clock() -> None:
+    s = 1_000_000_000
+    assert next_tick_ns(5 * s + 1, s) == 6 * s
+    assert next_tick_ns(5 * s, s) == 6 * s  # strictly after
+    assert next_tick_ns(5 * s + 1, s, skip=3) == 9 * s
+    assert next_tick_ns(5 * s + 1, 250_000_000) == 5 * s + 250_000_000
+
+
+class SwallowingReader:
+    """A register reader that, like Python 3.11's asyncio.wait_for inside pymodbus when the
+    response and the cancellation arrive together, swallows one cancellation."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def read_registers(self, unit: int, function: int, address: int,
+                             count: int) -> list[int]:
+        self.calls += 1
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            pass  # the bug: cancellation lost, a response returned
+        return [0] * count
+
+
+def coordinator(tmp_path: Path, sink: object) -> DeviceCoordinator:
+    (tmp_path / "s.yaml").write_text(SITE)
+    loaded = load_config(tmp_path / "s.yaml")
+    (coord,) = build_coordinators(loaded, loaded.gateway(), sink)  # type: ignore[arg-type]
+    return coord
+
+
+async def test_a_swallowed_cancellation_still_stops_the_coordinator(tmp_path: Path) -> None:
+    never_drained: asyncio.Queue[list[Reading]] = asyncio.Queue(1)
+    coord = coordinator(tmp_path, never_drained.put)
+    coord.device.reader = SwallowingReader()
+    task = asyncio.create_task(coord.run())
+    while coord.state.polls < 1:
+        await asyncio.sleep(0.001)
+    while coord.device.reader.calls == coord.state.polls * len(coord.device.plans):
+        await asyncio.sleep(0.001)  # now inside a read
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1.0)
+
+
+def test_backoff_doubles_up_to_the_maximum(tmp_path: Path) -> None:
+    coord = coordinator(tmp_path, None)
+    ticks = []
+    for failures in range(7):
+        coord.state.consecutive_failures = failures
+        ticks.append(coord.backoff_ticks())
+    # healthy, then 1, 3, 7 ticks skipped (every 2nd, 4th, 8th tick) capped at 80 ms = 8 ticks
+    assert ticks == [0, 0, 1, 3, 7, 7, 7]
