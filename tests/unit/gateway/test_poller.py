@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,11 +54,17 @@ class SwallowingReader:
     async def read_registers(self, unit: int, function: int, address: int,
                              count: int) -> list[int]:
         self.calls += 1
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # the bug: cancellation lost
             await asyncio.sleep(0.01)
-        except asyncio.CancelledError:
-            pass  # the bug: cancellation lost, a response returned
         return [0] * count
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    for _ in range(int(timeout_s * 1000)):
+        if predicate():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not reached")
 
 
 def coordinator(tmp_path: Path, sink: object) -> DeviceCoordinator:
@@ -69,12 +77,11 @@ def coordinator(tmp_path: Path, sink: object) -> DeviceCoordinator:
 async def test_a_swallowed_cancellation_still_stops_the_coordinator(tmp_path: Path) -> None:
     never_drained: asyncio.Queue[list[Reading]] = asyncio.Queue(1)
     coord = coordinator(tmp_path, never_drained.put)
-    coord.device.reader = SwallowingReader()
+    reader = SwallowingReader()
+    coord.device.reader = reader
     task = asyncio.create_task(coord.run())
-    while coord.state.polls < 1:
-        await asyncio.sleep(0.001)
-    while coord.device.reader.calls == coord.state.polls * len(coord.device.plans):
-        await asyncio.sleep(0.001)  # now inside a read
+    await until(lambda: coord.state.polls >= 1)
+    await until(lambda: reader.calls > coord.state.polls * len(coord.device.plans))  # mid-read
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 1.0)
