@@ -27,6 +27,8 @@ from urllib.parse import urlencode
 import orjson
 import urllib3
 
+from gateway.influxd import find_influxd, influxd_command
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2.0, read=60.0))
@@ -178,64 +180,6 @@ def start(role: str, args: Sequence[str], log_path: Path, *, cwd: Path,
 
 # -- InfluxDB 1.x ---------------------------------------------------------------------------
 
-# The test suite's private-influxd configuration (tests/services.py), repeated here because
-# benchmarks do not import from tests/.
-INFLUXD_CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = "{tmp}/meta"
-  retention-autocreate = true
-  logging-enabled = false
-
-[data]
-  dir = "{tmp}/data"
-  wal-dir = "{tmp}/wal"
-  query-log-enabled = false
-  index-version = "inmem"
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = false
-  log-enabled = false
-  pprof-enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[ifql]
-  enabled = false
-
-[subscriber]
-  enabled = false
-
-[[graphite]]
-  enabled = false
-
-[[collectd]]
-  enabled = false
-
-[[opentsdb]]
-  enabled = false
-
-[[udp]]
-  enabled = false
-
-[logging]
-  level = "warn"
-"""
-
-
-def find_influxd() -> str | None:
-    for candidate in (shutil.which("influxd"), "/usr/bin/influxd"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 @dataclass
@@ -274,10 +218,7 @@ def private_influxd(tmp: Path) -> Iterator[Influx]:
         raise RuntimeError("influxd not found (Debian package influxdb)")
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = tmp / "influxdb.conf"
-    conf.write_text(INFLUXD_CONFIG.format(tmp=tmp, http_port=port, rpc_port=free_port()),
-                    encoding="utf-8")
-    proc = start("influxd", [binary, "run", "-config", str(conf)], tmp / "influxd.log", cwd=tmp)
+    proc = start("influxd", influxd_command(binary, tmp, port), tmp / "influxd.log", cwd=tmp)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

@@ -41,6 +41,7 @@ import pytest
 import urllib3
 
 from gateway.broker import Broker, answers, find_mosquitto, private_mosquitto
+from gateway.influxd import influxd_command
 
 INSTALL_HINT = "run .ci/install-deps (Debian packages: influxdb victoria-metrics mosquitto)"
 START_TIMEOUT_S = 20.0
@@ -220,63 +221,11 @@ def external(env_var: str, name: str) -> Server | None:
 
 # -- InfluxDB 1.x ---------------------------------------------------------------------
 
-INFLUXD_CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = "{tmp}/meta"
-  retention-autocreate = true
-  logging-enabled = false
-
-[data]
-  dir = "{tmp}/data"
-  wal-dir = "{tmp}/wal"
-  query-log-enabled = false
-  index-version = "inmem"
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = false
-  log-enabled = false
-  pprof-enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[ifql]
-  enabled = false
-
-[subscriber]
-  enabled = false
-
-[[graphite]]
-  enabled = false
-
-[[collectd]]
-  enabled = false
-
-[[opentsdb]]
-  enabled = false
-
-[[udp]]
-  enabled = false
-
-[logging]
-  level = "warn"
-"""
 
 
 def _influxd_args(binary: str) -> Callable[[Path, int], list[str]]:
     def args(tmp: Path, port: int) -> list[str]:
-        conf = tmp / "influxdb.conf"
-        conf.write_text(INFLUXD_CONFIG.format(tmp=tmp, http_port=port, rpc_port=free_port()),
-                        encoding="utf-8")
-        return [binary, "run", "-config", str(conf)]
+        return influxd_command(binary, tmp, port)
 
     return args
 
