@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -36,13 +37,22 @@ def _load(path: str) -> Any:
         sys.exit(EXIT_CONFIG)
 
 
+async def _stoppable(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coro``; SIGTERM (a service manager's stop) cancels it like Ctrl-C does."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await coro
+
+
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine; Ctrl-C cancels it cleanly (its finally blocks run) and exits 130."""
+    """Run a coroutine until done, Ctrl-C or SIGTERM; on a stop its finally blocks run (the
+    gateway flushes its outbox and goes offline) and the command exits 0."""
     try:
-        return asyncio.run(coro)
-    except KeyboardInterrupt:
-        click.echo("\nstopped", err=True)
-        sys.exit(130)
+        return asyncio.run(_stoppable(coro))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        click.echo("stopped", err=True)
+        sys.exit(0)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,6 +135,10 @@ def ingest(config_file: str, client_id: str | None) -> None:
     from gateway.ingest import Ingest
     from gateway.storage import open_storage
 
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     loaded = _load(config_file)
     ing = Ingest(loaded, open_storage(loaded), client_id=client_id)
     ing.start()

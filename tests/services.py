@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -314,6 +315,35 @@ def victoria_metrics() -> Iterator[Server]:
 # -- MQTT broker ------------------------------------------------------------------------
 
 
+TEST_ENTERPRISE = re.compile(r"^daq/t[0-9a-f]{10}/")  # tests use enterprise ids t + 10 hex
+
+
+def clear_test_retained(host: str, port: int, listen_s: float = 1.0) -> None:
+    """Delete the retained status/meta messages tests left on a shared broker."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    topics: set[str] = set()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"daq-test-cleanup-{os.getpid()}")
+    client.on_connect = lambda c, *_: c.subscribe("daq/#", qos=0)
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain and msg.payload and TEST_ENTERPRISE.match(msg.topic):
+            topics.add(msg.topic)
+
+    client.on_message = on_message
+    try:
+        client.connect(host, port)
+    except OSError:
+        return
+    client.loop_start()
+    time.sleep(listen_s)
+    for topic in topics:
+        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+
 @pytest.fixture(scope="session")
 def mqtt_broker() -> Iterator[Broker]:
     """The Mosquitto on 127.0.0.1:1883 when it answers, else a private one on a free port.
@@ -324,6 +354,7 @@ def mqtt_broker() -> Iterator[Broker]:
     port = int(os.environ.get("DAQ_TEST_MQTT_PORT", "1883"))
     if answers("127.0.0.1", port):
         yield Broker("127.0.0.1", port, private=False)
+        clear_test_retained("127.0.0.1", port)
         return
     binary = find_mosquitto()
     if binary is None:
