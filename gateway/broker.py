@@ -78,15 +78,18 @@ def try_install_mosquitto() -> str | None:
 
 
 @contextlib.contextmanager
-def private_mosquitto(binary: str | None = None, port: int | None = None) -> Iterator[Broker]:
-    """Start a private Mosquitto on loopback (a free port unless given); stop it on exit."""
+def private_mosquitto(binary: str | None = None, port: int | None = None,
+                      conf_template: str = MOSQUITTO_CONF) -> Iterator[Broker]:
+    """Start a private Mosquitto on loopback (a free port unless given); stop it on exit.
+
+    ``conf_template`` is the mosquitto.conf text with ``{port}`` where the port goes."""
     binary = binary or find_mosquitto()
     if binary is None:
         raise BrokerUnavailable("mosquitto is not installed (Debian package 'mosquitto')")
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="daq-mosquitto-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(MOSQUITTO_CONF.format(port=port))
+        conf.write_text(conf_template.format(port=port))
         log = open(Path(tmp) / "mosquitto.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log,
                                 start_new_session=True)

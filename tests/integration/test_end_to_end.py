@@ -116,6 +116,8 @@ def check_against_truth(site: Site, gw: GatewayService,
             assert len(points) == n, f"{coord.config.id}/{ch.id}: {len(points)} points, {n} polls"
             for ts, value in points:
                 assert value == sim.truth(ch.id, ts), (coord.config.id, ch.id, ts)
+                # polled on the wall-clock grid: the answer comes just after a tick
+                assert ts % (INTERVAL_MS * 1_000_000) < INTERVAL_MS * 1_000_000 // 2
 
 
 async def test_path_into_influxdb_v1(site: Site, mqtt_broker: Any, influxdb_v1: Any) -> None:
