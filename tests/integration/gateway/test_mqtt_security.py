@@ -25,7 +25,7 @@ from simulators.fleet import MeterFleet, MeterSpec
 
 pytestmark = pytest.mark.services
 
-PASSWORD = "pa55-" + uuid.uuid4().hex  # noqa: S105 - generated per run, never committed
+PASSWORD = "pa55-" + uuid.uuid4().hex
 
 TLS_CONF = """\
 listener {port} 127.0.0.1
