@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import threading
@@ -10,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,13 +28,17 @@ async def test_sigterm_flushes_and_goes_offline(tmp_path: Path, mqtt_broker: Any
     ent = f"t{uuid.uuid4().hex[:10]}"
     data: list[bytes] = []
     status: list[bytes] = []
+    meta: list[tuple[bool, bytes]] = []
     subscribed = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{ent}")
     sub.on_connect = lambda c, *_: c.subscribe(f"daq/{ent}/#", qos=1)
     sub.on_subscribe = lambda *_: subscribed.set()
 
     def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        (status if msg.topic.endswith("/status") else data).append(bytes(msg.payload))
+        if msg.topic.endswith("/meta"):
+            meta.append((msg.retain, bytes(msg.payload)))
+        else:
+            (status if msg.topic.endswith("/status") else data).append(bytes(msg.payload))
 
     sub.on_message = on_message
     sub.connect(mqtt_broker.host, mqtt_broker.port)
@@ -60,6 +66,15 @@ mqtt: {{host: {mqtt_broker.host}, port: {mqtt_broker.port}}}
                 await asyncio.sleep(0.05)
             assert len(data) >= 3
             assert status[-1] == b"online"
+            # the device is described once, retained, as documented
+            schema = json.loads((REPO / "docs" / "mqtt-meta.schema.json").read_text())
+            (described,) = [json.loads(p) for _, p in meta]
+            jsonschema.validate(described, schema)
+            assert [c["id"] for c in described["channels"]][:3] == [
+                "voltage_l1", "voltage_l2", "voltage_l3"]
+            jsonschema.validate(json.loads(data[0]),
+                                json.loads((REPO / "docs" / "mqtt-payload.schema.json")
+                                           .read_text()))
             proc.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(proc.communicate(), 20)
             assert proc.returncode == 0, err.decode()
@@ -76,6 +91,7 @@ mqtt: {{host: {mqtt_broker.host}, port: {mqtt_broker.port}}}
             box.close()
     finally:
         # clear the retained status this test left on the shared broker
-        sub.publish(f"daq/{ent}/gw/status", b"", qos=1, retain=True).wait_for_publish(5)
+        for topic in (f"daq/{ent}/gw/status", f"daq/{ent}/gw/m/meta"):
+            sub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         sub.loop_stop()
         sub.disconnect()
