@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,10 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         yield Site(fleet, f"t{uuid.uuid4().hex[:10]}", tmp_path)
 
 
-async def run_path(loaded: LoadedConfig, polls: int) -> tuple[GatewayService, Ingest]:
-    """Run ingest + gateway until every device has been polled ``polls`` times; drain."""
+async def run_path(loaded: LoadedConfig, polls: int,
+                   others: Sequence[Ingest] = ()) -> tuple[GatewayService, Ingest]:
+    """Run ingest + gateway until every device has been polled ``polls`` times; drain.
+    ``others``: ingests already running that share the work."""
     ingest = Ingest(loaded, open_storage(loaded))
     ingest.start()
     assert await asyncio.to_thread(ingest.wait_subscribed, 10), "ingest did not subscribe"
@@ -94,9 +97,11 @@ async def run_path(loaded: LoadedConfig, polls: int) -> tuple[GatewayService, In
     with contextlib.suppress(asyncio.CancelledError):
         await task
     deadline = time.monotonic() + 10
-    while ingest.stats.written_readings < gw.acquired:
-        assert time.monotonic() < deadline, (
-            f"only {ingest.stats.written_readings} of {gw.acquired} readings stored")
+    def written() -> int:
+        return sum(i.stats.written_readings for i in (ingest, *others))
+
+    while written() < gw.acquired:
+        assert time.monotonic() < deadline, f"only {written()} of {gw.acquired} readings stored"
         await asyncio.sleep(0.02)
     await asyncio.to_thread(ingest.stop)
     return gw, ingest
@@ -186,3 +191,38 @@ async def test_path_into_victoria_metrics_v2_api(site: Site, mqtt_broker: Any,
                                                     series["timestamps"], strict=True):
                 assert value == pytest.approx(truth, rel=1e-12, abs=1e-12)
                 assert 0 <= ts_ms * 1_000_000 - ts_ns // 1_000_000 * 1_000_000 <= 50_000_000
+
+
+async def test_two_ingests_share_the_load_through_a_shared_subscription(
+        site: Site, mqtt_broker: Any, influx_db: Any) -> None:
+    """`$share/…` subscriptions: each message goes to one of the ingests, none is lost or
+    doubled, and storage ends up with every reading."""
+    loaded = site.config(mqtt_broker, f"  kind: influxdb_v1\n  url: {influx_db.url}\n"
+                                      f"  database: {influx_db.name}\n")
+    group = f"$share/ingest-{site.enterprise}/daq/{site.enterprise}/#"
+
+    def member(i: int) -> LoadedConfig:
+        ingest = loaded.config.ingest.model_copy(update={
+            "subscription": group, "spool": f"spool-{i}.sqlite",
+            "dead_letter": f"dead-{i}.sqlite"})
+        return dataclasses.replace(loaded, config=loaded.config.model_copy(
+            update={"ingest": ingest}))
+
+    ingests = [Ingest(member(i), open_storage(loaded)) for i in (1, 2)]
+    # run_path starts one more member itself: three ingests share the group
+    for ing in ingests:
+        ing.start()
+        assert await asyncio.to_thread(ing.wait_subscribed, 10)
+    try:
+        gw, third = await run_path(member(0), POLLS, others=ingests)
+    finally:
+        for ing in ingests:
+            await asyncio.to_thread(ing.stop)
+    counts = [i.stats.written_readings for i in [*ingests, third]]
+    assert sum(counts) == gw.acquired  # each message to exactly one member
+    assert sum(1 for c in counts if c > 0) >= 2  # and the load really was shared
+    http = urllib3.PoolManager()
+    resp = http.request("GET", f"{influx_db.url}/query", fields={
+        "db": influx_db.name, "q": "SELECT count(value) FROM /.*/ WHERE time <= now() + 1h"})
+    stored = sum(s["values"][0][1] for s in resp.json()["results"][0]["series"])
+    assert stored == gw.acquired
