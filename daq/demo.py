@@ -34,6 +34,7 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
     from gateway.broker import ensure_broker
     from gateway.ingest import Ingest
     from gateway.live import LiveFeed, render
+    from gateway.mqtt import unique_client_id
     from gateway.service import GatewayService
     from gateway.storage import open_storage
     from simulators.fleet import MeterFleet, MeterSpec
@@ -60,7 +61,7 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
             ingest = Ingest(loaded, storage)
             ingest.start()
             gateway = GatewayService(loaded)
-            feed = LiveFeed(loaded, f"daq-live-{os.getpid()}")
+            feed = LiveFeed(loaded, unique_client_id("daq", "live"))
             feed.start()
             started = time.monotonic()
 

@@ -14,8 +14,6 @@ the storage connection and the spool. Storage backends are synchronous.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +24,7 @@ import paho.mqtt.client as mqtt
 from daq.config import LoadedConfig
 from daq.model import Reading
 from daq.payload import PayloadError, decode_data
-from gateway.mqtt import connect_async, make_client
+from gateway.mqtt import connect_async, make_client, unique_client_id
 from gateway.outbox import Outbox
 from gateway.storage.base import Storage, StorageError
 
@@ -65,8 +63,8 @@ class Ingest:
         self.storage = storage
         self.on_written = on_written
         fixed = client_id or self.cfg.client_id
-        self.client_id = fixed or (f"{loaded.config.mqtt.client_id_prefix}-ingest-"
-                                   f"{socket.gethostname()}-{os.getpid()}")
+        self.client_id = fixed or unique_client_id(loaded.config.mqtt.client_id_prefix,
+                                                   "ingest")
         # a fixed client id means a persistent session: the broker keeps what we have not
         # acknowledged across our restarts
         self.persistent = fixed is not None

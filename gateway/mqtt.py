@@ -10,6 +10,9 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -79,6 +82,13 @@ def make_client(
     if receive_maximum:
         props.ReceiveMaximum = receive_maximum
     return client, props
+
+
+def unique_client_id(prefix: str, *parts: str) -> str:
+    """A client id no other client has: the broker disconnects a client when another one
+    connects with its id, so two instances in one process must not share one."""
+    return "-".join((prefix, *parts, socket.gethostname(), str(os.getpid()),
+                     secrets.token_hex(3)))
 
 
 def connect_async(

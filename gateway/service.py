@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 
 from daq.config import LoadedConfig
 from daq.model import Reading
 from daq.payload import data_topic, encode_data, encode_meta, meta_topic, status_topic
-from gateway.mqtt import Publisher, Will
+from gateway.mqtt import Publisher, Will, unique_client_id
 from gateway.outbox import Outbox
 from gateway.poller import DeviceCoordinator, build_coordinators
 
@@ -47,8 +45,8 @@ class GatewayService:
             (meta_topic(self.enterprise, self.config.id, c.config.id), encode_meta(c.meta))
             for c in self.coordinators
         ]
-        client_id = (f"{loaded.config.mqtt.client_id_prefix}-gw-{self.enterprise}-"
-                     f"{self.config.id}-{socket.gethostname()}-{os.getpid()}")
+        client_id = unique_client_id(loaded.config.mqtt.client_id_prefix, "gw",
+                                     self.enterprise, self.config.id)
         self.publisher = Publisher(
             loaded,
             self.outbox,
