@@ -250,12 +250,7 @@ def influxdb_v1() -> Iterator[Server]:
     if ext is not None:
         yield ext
         return
-    binary = find_binary("influxd")
-    if binary is None:
-        missing("influxd (Debian package influxdb)")
-        return
-    with run_server("influxdb", _influxd_args(binary), "/ping",
-                    lambda r: r.status == 204) as server:
+    with private_influxdb() as server:
         yield server
 
 
