@@ -32,6 +32,7 @@ class Reason(StrEnum):
     DECODE = "decode"  # registers received but not decodable (NaN, bad string)
     BACKOFF = "backoff"  # not polled: device degraded and waiting to retry
     OUT_OF_RANGE = "out_of_range"
+    INTERNAL = "internal"  # a bug in daq itself: logged with its traceback
 
 
 Value = float | int | str

@@ -18,6 +18,7 @@ __all__ = [
     "DeviceProtocolError",
     "DeviceTimeout",
     "DriverError",
+    "InternalError",
 ]
 
 
@@ -25,6 +26,12 @@ class DriverError(Exception):
     """Base of all driver failures; ``reason`` says which kind."""
 
     reason: ClassVar[Reason]
+
+
+class InternalError(DriverError):
+    """An unexpected exception inside daq while polling (a bug, not the device's fault)."""
+
+    reason = Reason.INTERNAL
 
 
 class DeviceTimeout(DriverError):

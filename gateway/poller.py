@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from daq.config import Bus, Device, LoadedConfig
 from daq.config import Gateway as GatewayConfig
 from daq.model import DeviceMeta, Quality, Reading
+from drivers.errors import InternalError
 from drivers.modbus.driver import ChannelResult, ModbusDevice, PymodbusTcpReader
 from drivers.modbus.plan import plan_reads
 
@@ -103,7 +104,14 @@ class DeviceCoordinator:
 
     async def poll_once(self) -> list[Reading]:
         async with self.bus.lock:
-            results = await self.device.poll()
+            try:
+                results = await self.device.poll()
+            except Exception as exc:  # a bug must not stop this device, let alone the others
+                log.exception("%s: unexpected error while polling", self.config.id)
+                err = InternalError(f"{type(exc).__name__}: {exc}")
+                now = time.time_ns()
+                results = [ChannelResult(ch, now, None, None, err)
+                           for ch in self.profile.channels]
         readings = self.to_readings(results)
         self._account(results)
         return readings

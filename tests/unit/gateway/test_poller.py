@@ -95,3 +95,27 @@ def test_backoff_doubles_up_to_the_maximum(tmp_path: Path) -> None:
         ticks.append(coord.backoff_ticks())
     # healthy, then 1, 3, 7 ticks skipped (every 2nd, 4th, 8th tick) capped at 80 ms = 8 ticks
     assert ticks == [0, 0, 1, 3, 7, 7, 7]
+
+
+class BrokenReader(SwallowingReader):
+    async def read_registers(self, unit: int, function: int, address: int,
+                             count: int) -> list[int]:
+        raise ZeroDivisionError("a bug")
+
+
+async def test_an_unexpected_error_marks_the_poll_bad_and_polling_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    got: list[list[Reading]] = []
+
+    async def sink(readings: list[Reading]) -> None:
+        got.append(readings)
+
+    coord = coordinator(tmp_path, sink)
+    coord.device.reader = BrokenReader()
+    task = asyncio.create_task(coord.run())
+    await until(lambda: len(got) >= 2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert all(r.reason == "internal" and r.value is None for rs in got for r in rs)
+    assert "ZeroDivisionError" in caplog.text
