@@ -1,4 +1,5 @@
-"""DL/T 645-2007: sans-I/O codec and the table of data identifiers."""
+"""DL/T 645-2007: sans-I/O codec, the table of data identifiers, and the driver
+(``drivers.dlt645.driver.Dlt645Client``, imported from there: it needs asyncio)."""
 
 from drivers.dlt645.codec import (
     BROADCAST,
