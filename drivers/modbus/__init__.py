@@ -1,4 +1,4 @@
-"""Modbus: sans-I/O codec, read planning and the TCP driver."""
+"""Modbus: sans-I/O codec, read planning, the TCP driver and the RTU driver."""
 
 from drivers.modbus.codec import (
     EXCEPTION_NAMES,
@@ -19,6 +19,7 @@ from drivers.modbus.codec import (
 )
 from drivers.modbus.driver import ChannelResult, ModbusDevice, PymodbusTcpReader, RegisterReader
 from drivers.modbus.plan import ReadPlan, describe_plan, plan_reads
+from drivers.modbus.rtu import RtuReader
 
 __all__ = [
     "EXCEPTION_NAMES",
@@ -34,6 +35,7 @@ __all__ = [
     "ReadResponse",
     "RegisterReader",
     "RtuDecoder",
+    "RtuReader",
     "TcpDecoder",
     "crc16",
     "decode_value",
