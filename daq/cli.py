@@ -81,13 +81,21 @@ def config_check(file: Path) -> None:
     cfg = loaded.config
     click.echo(f"{file}: OK")
     click.echo(f"enterprise {cfg.enterprise.id} ({cfg.enterprise.name})")
+    from daq.config import Device
+
     for gw, bus, dev in loaded.devices():
         profile = loaded.profiles[dev.profile]
+        where = f"unit {dev.unit_id}" if isinstance(dev, Device) else f"address {dev.address}"
         click.echo(f"  {gw.id} / {bus.id} ({bus.protocol} {bus.host}:{bus.port}) / {dev.id}: "
-                   f"{profile.maker} {profile.model}, unit {dev.unit_id}, "
+                   f"{profile.maker} {profile.model}, {where}, "
                    f"{len(profile.channels)} channels every {dev.interval_ms} ms")
-        for line in describe_plan(plan_reads(profile.channels, dev.max_gap, dev.max_registers)):
-            click.echo(f"      {line}")
+        if isinstance(dev, Device):
+            modbus = loaded.modbus_profile(dev.profile)
+            plans = plan_reads(modbus.channels, dev.max_gap, dev.max_registers)
+            for line in describe_plan(plans):
+                click.echo(f"      {line}")
+        else:
+            click.echo(f"      {len(profile.channels)} reads per poll (one data identifier each)")
     m = cfg.mqtt
     auth = f"user {m.username}" if m.username else "anonymous"
     click.echo(f"mqtt: {m.host}:{m.port} ({auth}{', TLS' if m.tls else ''})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,8 +22,15 @@ from pydantic import (
     model_validator,
 )
 
-from daq.profiles import Profile, available_profiles, find_profile, load_profile_file, profile_dirs
-from daq.yamlsrc import Located, SourceError, SourceErrors, load_yaml
+from daq.profiles import (
+    AnyProfile,
+    Profile,
+    available_profiles,
+    find_profile,
+    load_profile_file,
+    profile_dirs,
+)
+from daq.yamlsrc import Located, SourceError, SourceErrors, load_yaml, validation_errors
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
 
@@ -37,17 +44,31 @@ class Enterprise(_Strict):
     name: str = ""
 
 
-class Device(_Strict):
+class _DeviceBase(_Strict):
     id: Id
     profile: str
-    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
     interval_ms: Annotated[int, Field(ge=10, le=86_400_000)] = 1000
-    max_gap: Annotated[int, Field(ge=0, le=125)] = 16
-    max_registers: Annotated[int, Field(ge=1, le=125)] = 125
-    pause_between_requests_ms: Annotated[int, Field(ge=0)] = 0
     failures_before_backoff: Annotated[int, Field(ge=1)] = 3
     max_backoff_s: Annotated[float, Field(gt=0)] = 60.0
     description: str = ""
+
+
+class Device(_DeviceBase):
+    """A Modbus device (unit) on a bus."""
+
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+    max_gap: Annotated[int, Field(ge=0, le=125)] = 16
+    max_registers: Annotated[int, Field(ge=1, le=125)] = 125
+    pause_between_requests_ms: Annotated[int, Field(ge=0)] = 0
+
+
+class Dlt645Device(_DeviceBase):
+    """A DL/T 645-2007 meter on a line, by its 12-digit address (nameplate order)."""
+
+    address: Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+
+
+AnyDevice = Device | Dlt645Device
 
 
 class ModbusTcpBus(_Strict):
@@ -59,7 +80,21 @@ class ModbusTcpBus(_Strict):
     devices: list[Device]
 
 
-Bus = ModbusTcpBus  # serial and DL/T 645 buses join this union later
+class Dlt645TcpBus(_Strict):
+    """DL/T 645 meters on an RS-485 line behind a serial-to-Ethernet converter."""
+
+    id: Id
+    protocol: Literal["dlt645-tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    timeout_ms: Annotated[int, Field(ge=1)] = 1000
+    wakeup_bytes: Annotated[int, Field(ge=0, le=4)] = 4
+    min_gap_ms: Annotated[int, Field(ge=0)] = 0
+    devices: list[Dlt645Device]
+
+
+Bus = Annotated[ModbusTcpBus | Dlt645TcpBus, Field(discriminator="protocol")]
+AnyBus = ModbusTcpBus | Dlt645TcpBus
 
 
 class Gateway(_Strict):
@@ -150,7 +185,7 @@ class LoadedConfig:
 
     path: Path
     config: Config
-    profiles: dict[str, Profile] = field(default_factory=dict)
+    profiles: dict[str, AnyProfile] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -161,6 +196,11 @@ class LoadedConfig:
         q = Path(p).expanduser()
         return q if q.is_absolute() else self.base_dir / q
 
+    def modbus_profile(self, name: str) -> Profile:
+        profile = self.profiles[name]
+        assert isinstance(profile, Profile)
+        return profile
+
     def gateway(self, gateway_id: str | None = None) -> Gateway:
         gws = self.config.gateways
         if gateway_id is None:
@@ -170,7 +210,7 @@ class LoadedConfig:
                 return gw
         raise KeyError(f"no gateway {gateway_id!r} in {self.path}")
 
-    def devices(self) -> list[tuple[Gateway, Bus, Device]]:
+    def devices(self) -> list[tuple[Gateway, AnyBus, AnyDevice]]:
         return [(gw, bus, dev) for gw in self.config.gateways for bus in gw.buses
                 for dev in bus.devices]
 
@@ -183,24 +223,6 @@ class LoadedConfig:
         return None
 
 
-def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
-    """Drop the discriminator tags pydantic inserts into locations of tagged unions."""
-    out: list[str | int] = []
-    node = data
-    for part in loc:
-        if (isinstance(node, dict) and isinstance(part, str) and part not in node
-                and part in node.values()):
-            continue
-        out.append(part)
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            node = None
-    return tuple(out)
-
-
 def load_config(path: str | Path) -> LoadedConfig:
     """Load and validate a config file; raise SourceErrors listing every problem."""
     path = Path(path)
@@ -208,12 +230,7 @@ def load_config(path: str | Path) -> LoadedConfig:
     try:
         cfg = Config.model_validate(loc.data)
     except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            clean = _clean_loc(err["loc"], loc.data)
-            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append(loc.error(clean, msg))
-        raise SourceErrors(sorted(errors, key=lambda e: e.line)) from exc
+        raise SourceErrors(validation_errors(exc, loc)) from exc
     loaded = LoadedConfig(path, cfg)
     errors = _check_ids(cfg, loc) + _load_profiles(loaded, loc)
     if errors:
@@ -252,25 +269,35 @@ def _load_profiles(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
         for bi, bus in enumerate(gw.buses):
             for di, dev in enumerate(bus.devices):
                 where = ("gateways", gi, "buses", bi, "devices", di, "profile")
-                if dev.profile in loaded.profiles:
-                    continue
-                found = find_profile(dev.profile, dirs)
-                if found is None:
-                    known = ", ".join(available_profiles(dirs)) or "none found"
-                    errors.append(loc.error(where, f"unknown profile {dev.profile!r} "
-                                            f"(known: {known})"))
-                    continue
-                try:
-                    loaded.profiles[dev.profile] = load_profile_file(found)
-                except SourceErrors as exc:
-                    errors.extend(exc.errors)
+                wanted = "dlt645" if isinstance(bus, Dlt645TcpBus) else "modbus"
+                profile = loaded.profiles.get(dev.profile)
+                if profile is None:
+                    found = find_profile(dev.profile, dirs)
+                    if found is None:
+                        names = ", ".join(available_profiles(dirs)) or "none found"
+                        errors.append(loc.error(where, f"unknown profile {dev.profile!r} "
+                                                f"(known: {names})"))
+                        continue
+                    try:
+                        profile = load_profile_file(found)
+                    except SourceErrors as exc:
+                        errors.extend(exc.errors)
+                        continue
+                    loaded.profiles[dev.profile] = profile
+                if profile.protocol != wanted:
+                    errors.append(loc.error(where, f"profile {dev.profile!r} is for "
+                                            f"{profile.protocol}, this bus speaks {wanted}"))
     return errors
 
 
 __all__ = [
+    "AnyBus",
+    "AnyDevice",
     "Bus",
     "Config",
     "Device",
+    "Dlt645Device",
+    "Dlt645TcpBus",
     "Gateway",
     "Historian",
     "InfluxV1",

@@ -13,7 +13,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from daq.model import ChannelMeta
 from daq.yamlsrc import Located, SourceError, SourceErrors, load_yaml, validation_errors
@@ -103,7 +111,59 @@ class ModbusChannel(_Strict):
                            self.resolution)
 
 
+class Dlt645Channel(_Strict):
+    """A DL/T 645-2007 channel: one data identifier (``di``, eight hex digits DI3..DI0)."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    quantity: str
+    unit: str
+    description: str = ""
+    di: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{8}$")]
+    scale: float = 1.0
+    offset: float = 0.0
+    range: tuple[float, float] | None = None
+    resolution: float | None = None
+
+    @property
+    def di_value(self) -> int:
+        return int(self.di, 16)
+
+    def meta(self) -> ChannelMeta:
+        lo, hi = self.range if self.range else (None, None)
+        return ChannelMeta(self.id, self.quantity, self.unit, self.description, lo, hi,
+                           self.resolution)
+
+
+def _unique(channels: list[ModbusChannel] | list[Dlt645Channel]) -> None:
+    seen: set[str] = set()
+    for ch in channels:
+        if ch.id in seen:
+            raise ValueError(f"duplicate channel id {ch.id!r}")
+        seen.add(ch.id)
+    if not channels:
+        raise ValueError("a profile needs at least one channel")
+
+
+class Dlt645Profile(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]
+    maker: str
+    model: str
+    protocol: Literal["dlt645"]
+    description: str = ""
+    sources: list[str] = []
+    unconfirmed: list[str] = []
+    channels: list[Dlt645Channel]
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_ids(cls, channels: list[Dlt645Channel]) -> list[Dlt645Channel]:
+        _unique(channels)
+        return channels
+
+
 class Profile(_Strict):
+    """A Modbus device profile (register map)."""
+
     id: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]
     maker: str
     model: str
@@ -116,13 +176,7 @@ class Profile(_Strict):
     @field_validator("channels")
     @classmethod
     def _unique_ids(cls, channels: list[ModbusChannel]) -> list[ModbusChannel]:
-        seen: set[str] = set()
-        for ch in channels:
-            if ch.id in seen:
-                raise ValueError(f"duplicate channel id {ch.id!r}")
-            seen.add(ch.id)
-        if not channels:
-            raise ValueError("a profile needs at least one channel")
+        _unique(channels)
         ordered = sorted(channels, key=lambda c: (c.function, c.address))
         for a, b in itertools.pairwise(ordered):
             if a.function == b.function and b.address < a.address + a.count:
@@ -143,14 +197,19 @@ def available_profiles(dirs: Iterable[Path]) -> list[str]:
     return sorted(names)
 
 
-def load_profile_file(path: Path) -> Profile:
+AnyProfile = Profile | Dlt645Profile
+_ANY_PROFILE: TypeAdapter[AnyProfile] = TypeAdapter(
+    Annotated[AnyProfile, Field(discriminator="protocol")])
+
+
+def load_profile_file(path: Path) -> AnyProfile:
     loc = load_yaml(path)
     return profile_from(loc)
 
 
-def profile_from(loc: Located) -> Profile:
+def profile_from(loc: Located) -> AnyProfile:
     try:
-        return Profile.model_validate(loc.data)
+        return _ANY_PROFILE.validate_python(loc.data)
     except ValidationError as exc:
         raise SourceErrors(validation_errors(exc, loc)) from exc
 
@@ -163,7 +222,7 @@ def find_profile(name: str, dirs: Iterable[Path]) -> Path | None:
     return None
 
 
-def load_profile(name: str, dirs: Iterable[Path]) -> Profile:
+def load_profile(name: str, dirs: Iterable[Path]) -> AnyProfile:
     """Find ``name`` in ``dirs`` (first match wins) and load it."""
     dirs = list(dirs)
     path = find_profile(name, dirs)

@@ -31,7 +31,7 @@ async def read_device(loaded: LoadedConfig, device_id: str, as_json: bool) -> in
             try:
                 readings = await coord.poll_once()
             finally:
-                await coord.bus.reader.close()
+                await coord.bus.close()
             if as_json:
                 print(orjson.dumps([_as_dict(r) for r in readings],
                                    option=orjson.OPT_INDENT_2).decode())

@@ -147,18 +147,31 @@ def _substitute(
     return _ENV.sub(repl, value)
 
 
-def validation_errors(exc: ValidationError, loc: Located, prefix: Path_ = ()) -> list[SourceError]:
-    """Turn a pydantic error into located errors, one per problem."""
+def validation_errors(exc: ValidationError, loc: Located) -> list[SourceError]:
+    """Turn a pydantic error into located errors, one per problem, sorted by line."""
     out = []
     for err in exc.errors():
-        path = (*prefix, *(p for p in err["loc"] if not _is_union_tag(p)))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        out.append(loc.error(path, msg))
-    return out
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append(loc.error(_clean_loc(err["loc"], loc.data), msg))
+    return sorted(out, key=lambda e: e.line)
 
 
-def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the tag of a discriminated union (e.g. 'modbus-tcp') into the location
-    return isinstance(part, str) and part.startswith("function-")
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> Path_:
+    """Drop what pydantic inserts into locations that is not in the data: the tag of a
+    discriminated union (``'modbus-tcp'``) and validator names (``'function-after[…]'``)."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        if (isinstance(node, dict) and isinstance(part, str) and part not in node
+                and part in node.values()):
+            continue
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)

@@ -15,13 +15,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from daq.config import Bus, Device, LoadedConfig
+from daq.config import AnyBus, AnyDevice, LoadedConfig, ModbusTcpBus
 from daq.config import Gateway as GatewayConfig
 from daq.model import DeviceMeta, Quality, Reading
+from daq.profiles import Dlt645Profile
+from drivers.dlt645.device import Dlt645Device
+from drivers.dlt645.driver import Dlt645Client, Streams
 from drivers.errors import InternalError
-from drivers.modbus.driver import ChannelResult, ModbusDevice, PymodbusTcpReader
+from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader
 from drivers.modbus.plan import plan_reads
+from drivers.result import ChannelResult
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +49,18 @@ class DeviceState:
     failures: int = 0
 
 
+class PolledDevice(Protocol):
+    """What a coordinator polls: a Modbus unit, a DL/T 645 meter, an instrument."""
+
+    async def poll(self) -> list[ChannelResult]: ...
+
+
 @dataclass
 class BusHandle:
-    config: Bus
-    reader: PymodbusTcpReader
+    """One physical bus or connection: devices on it take turns (one lock)."""
+
+    config: AnyBus
+    close: Callable[[], Awaitable[None]]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -57,22 +70,16 @@ class DeviceCoordinator:
         loaded: LoadedConfig,
         gateway: GatewayConfig,
         bus: BusHandle,
-        device: Device,
+        config: AnyDevice,
+        device: PolledDevice,
         sink: ReadingSink,
     ) -> None:
         self.enterprise = loaded.config.enterprise.id
         self.gateway = gateway.id
         self.bus = bus
-        self.config = device
-        self.profile = loaded.profiles[device.profile]
-        plans = plan_reads(self.profile.channels, device.max_gap, device.max_registers)
-        self.device = ModbusDevice(
-            bus.reader,
-            device.unit_id,
-            self.profile.channels,
-            plans,
-            pause_between_requests_s=device.pause_between_requests_ms / 1000,
-        )
+        self.config = config
+        self.profile = loaded.profiles[config.profile]
+        self.device = device
         self.sink = sink
         self.state = DeviceState()
 
@@ -170,10 +177,37 @@ class DeviceCoordinator:
 def build_coordinators(
     loaded: LoadedConfig, gateway: GatewayConfig, sink: ReadingSink
 ) -> list[DeviceCoordinator]:
+    """One coordinator per device; devices of one bus share its connection and lock."""
     coordinators = []
     for bus_cfg in gateway.buses:
-        reader = PymodbusTcpReader(bus_cfg.host, bus_cfg.port, bus_cfg.timeout_ms / 1000)
-        handle = BusHandle(bus_cfg, reader)
-        for dev in bus_cfg.devices:
-            coordinators.append(DeviceCoordinator(loaded, gateway, handle, dev, sink))
+        if isinstance(bus_cfg, ModbusTcpBus):
+            reader = PymodbusTcpReader(bus_cfg.host, bus_cfg.port, bus_cfg.timeout_ms / 1000)
+            handle = BusHandle(bus_cfg, reader.close)
+            for dev in bus_cfg.devices:
+                profile = loaded.modbus_profile(dev.profile)
+                plans = plan_reads(profile.channels, dev.max_gap, dev.max_registers)
+                device = ModbusDevice(reader, dev.unit_id, profile.channels, plans,
+                                      pause_between_requests_s=dev.pause_between_requests_ms
+                                      / 1000)
+                coordinators.append(
+                    DeviceCoordinator(loaded, gateway, handle, dev, device, sink))
+        else:
+            client = Dlt645Client(_tcp_opener(bus_cfg.host, bus_cfg.port),
+                                  timeout_s=bus_cfg.timeout_ms / 1000,
+                                  wakeup=bus_cfg.wakeup_bytes,
+                                  min_gap_s=bus_cfg.min_gap_ms / 1000)
+            handle = BusHandle(bus_cfg, client.close)
+            for meter in bus_cfg.devices:
+                profile_ = loaded.profiles[meter.profile]
+                assert isinstance(profile_, Dlt645Profile)
+                coordinators.append(DeviceCoordinator(
+                    loaded, gateway, handle, meter,
+                    Dlt645Device(client, meter.address, profile_.channels), sink))
     return coordinators
+
+
+def _tcp_opener(host: str, port: int) -> Callable[[], Awaitable[Streams]]:
+    async def open_() -> Streams:
+        return await asyncio.open_connection(host, port)
+
+    return open_

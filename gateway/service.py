@@ -111,5 +111,5 @@ class GatewayService:
             flusher.cancel()
         self.publisher.stop(self._offline)
         for c in self.coordinators:
-            await c.bus.reader.close()
+            await c.bus.close()
         self.outbox.close()

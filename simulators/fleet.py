@@ -49,7 +49,10 @@ class MeterFleet:
         self.simulators: dict[str, ModbusMeterSimulator] = {}
         for spec in self.specs:
             if spec.profile_name not in profiles:
-                profiles[spec.profile_name] = load_profile(spec.profile_name, dirs)
+                profile = load_profile(spec.profile_name, dirs)
+                if not isinstance(profile, Profile):
+                    raise ValueError(f"{spec.profile_name} is not a Modbus profile")
+                profiles[spec.profile_name] = profile
             counts[spec.profile_name] = counts.get(spec.profile_name, 0) + 1
             name = spec.name or f"{spec.profile_name}-{counts[spec.profile_name]}"
             if name in self.simulators:

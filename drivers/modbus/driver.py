@@ -14,7 +14,6 @@ import math
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -31,10 +30,10 @@ from drivers.errors import (
 )
 from drivers.modbus.codec import ModbusProtocolError, decode_value, engineering_value
 from drivers.modbus.plan import ReadPlan, plan_reads
+from drivers.result import ChannelResult
 
 __all__ = ["ChannelResult", "ModbusDevice", "PymodbusTcpReader", "RegisterReader"]
 
-RawValue = int | float | str
 
 
 @runtime_checkable
@@ -193,26 +192,6 @@ def _registers_of(response: Any, function: int, count: int) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------
 # Device
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelResult:
-    """One channel's outcome of a poll: a value, or an error with a reason.
-
-    ``ts_ns`` is ``time.time_ns()`` when the response (or the failure) of the channel's
-    request arrived. ``raw`` is the decoded, unscaled register value; ``value`` is
-    ``raw × scale + offset``. Exactly one of ``value`` and ``error`` is ``None``.
-    """
-
-    channel: ModbusChannel
-    ts_ns: int
-    raw: RawValue | None
-    value: RawValue | None
-    error: DriverError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 # Per plan, per channel: (index into the result list, channel, offset, count, type, order,

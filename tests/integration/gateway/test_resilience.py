@@ -119,7 +119,7 @@ async def test_a_dead_device_is_bad_with_a_reason_and_does_not_stall_the_others(
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in coords.values():
-            await c.bus.reader.close()
+            await c.bus.close()
     messages = [r.getMessage() for r in caplog.records if "flaky" in r.getMessage()]
     assert len([m for m in messages if "no reading" in m]) == 1  # once on failure
     assert len([m for m in messages if "recovered" in m]) == 1  # once on recovery

@@ -136,3 +136,41 @@ def test_cli_check_prints_planned_requests(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "FC4 0x0000" in proc.stdout  # SDM630's coalesced input-register read
     assert "m2" in proc.stdout
+
+
+DLT = """\
+enterprise: {id: plant-1}
+gateways:
+  - id: gw-1
+    buses:
+      - id: rs485
+        protocol: dlt645-tcp
+        host: 127.0.0.1
+        port: 8899
+        devices:
+          - id: revenue
+            profile: dlt645-3p
+            address: "558890213594"
+"""
+
+
+def test_dlt645_bus_loads(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, DLT))
+    (_, bus, dev) = loaded.devices()[0]
+    assert bus.protocol == "dlt645-tcp"
+    assert loaded.profiles["dlt645-3p"].protocol == "dlt645"
+    assert dev.id == "revenue"
+
+
+def test_a_profile_of_the_wrong_protocol_is_refused(tmp_path: Path) -> None:
+    p = write(tmp_path, DLT.replace("profile: dlt645-3p", "profile: sdm630"))
+    assert errors_of(p) == [
+        f"{p}:11: gateways[0].buses[0].devices[0].profile: profile 'sdm630' is for modbus, "
+        "this bus speaks dlt645"]
+
+
+def test_a_bad_meter_address_is_located(tmp_path: Path) -> None:
+    p = write(tmp_path, DLT.replace('"558890213594"', '"55889021359X"'))
+    (err,) = errors_of(p)
+    assert err.startswith(f"{p}:12: gateways[0].buses[0].devices[0].address: String should "
+                          "match pattern")
