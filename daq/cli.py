@@ -86,7 +86,7 @@ def config_check(file: Path) -> None:
     for gw, bus, dev in loaded.devices():
         profile = loaded.profiles[dev.profile]
         where = f"unit {dev.unit_id}" if isinstance(dev, Device) else f"address {dev.address}"
-        click.echo(f"  {gw.id} / {bus.id} ({bus.protocol} {bus.host}:{bus.port}) / {dev.id}: "
+        click.echo(f"  {gw.id} / {bus.id} ({bus.protocol} {bus.endpoint}) / {dev.id}: "
                    f"{profile.maker} {profile.model}, {where}, "
                    f"{len(profile.channels)} channels every {dev.interval_ms} ms")
         if isinstance(dev, Device):

@@ -71,6 +71,16 @@ class Dlt645Device(_DeviceBase):
 AnyDevice = Device | Dlt645Device
 
 
+class SerialLine(_Strict):
+    """A serial line: the port (``/dev/ttyUSB0``, ``/dev/serial/by-id/…``) and its settings."""
+
+    port: str
+    baudrate: Annotated[int, Field(gt=0)] = 9600
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
 class ModbusTcpBus(_Strict):
     id: Id
     protocol: Literal["modbus-tcp"]
@@ -78,6 +88,46 @@ class ModbusTcpBus(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     timeout_ms: Annotated[int, Field(ge=1)] = 1000
     devices: list[Device]
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class _RtuOptions(_Strict):
+    timeout_ms: Annotated[int, Field(ge=1)] = 1000
+    min_gap_ms: Annotated[float, Field(ge=0)] | None = None  # default: 3.5 characters
+    retries_on_busy: Annotated[int, Field(ge=0)] = 0
+    pause_after_connect_ms: Annotated[int, Field(ge=0)] = 0
+
+
+class ModbusRtuBus(_RtuOptions):
+    """Modbus RTU on a serial line (RS-485): several unit ids, one transaction at a time."""
+
+    id: Id
+    protocol: Literal["modbus-rtu"]
+    serial: SerialLine
+    devices: list[Device]
+
+    @property
+    def endpoint(self) -> str:
+        s = self.serial
+        return f"{s.port} {s.baudrate} {s.bytesize}{s.parity}{s.stopbits}"
+
+
+class ModbusRtuTcpBus(_RtuOptions):
+    """Modbus RTU frames over TCP to a serial-to-Ethernet converter in transparent mode."""
+
+    id: Id
+    protocol: Literal["modbus-rtu-tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    serial: SerialLine | None = None  # the converter's line, for frame-gap timing
+    devices: list[Device]
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port} (RTU)"
 
 
 class Dlt645TcpBus(_Strict):
@@ -92,9 +142,31 @@ class Dlt645TcpBus(_Strict):
     min_gap_ms: Annotated[int, Field(ge=0)] = 0
     devices: list[Dlt645Device]
 
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
 
-Bus = Annotated[ModbusTcpBus | Dlt645TcpBus, Field(discriminator="protocol")]
-AnyBus = ModbusTcpBus | Dlt645TcpBus
+
+class Dlt645SerialBus(_Strict):
+    """DL/T 645 meters on an RS-485 line attached to this computer (2400 8E1 is common)."""
+
+    id: Id
+    protocol: Literal["dlt645-serial"]
+    serial: SerialLine
+    timeout_ms: Annotated[int, Field(ge=1)] = 1000
+    wakeup_bytes: Annotated[int, Field(ge=0, le=4)] = 4
+    min_gap_ms: Annotated[int, Field(ge=0)] = 20
+    devices: list[Dlt645Device]
+
+    @property
+    def endpoint(self) -> str:
+        s = self.serial
+        return f"{s.port} {s.baudrate} {s.bytesize}{s.parity}{s.stopbits}"
+
+
+AnyBus = ModbusTcpBus | ModbusRtuBus | ModbusRtuTcpBus | Dlt645TcpBus | Dlt645SerialBus
+Bus = Annotated[AnyBus, Field(discriminator="protocol")]
+DLT645_BUSES = (Dlt645TcpBus, Dlt645SerialBus)
 
 
 class Gateway(_Strict):
@@ -269,7 +341,7 @@ def _load_profiles(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
         for bi, bus in enumerate(gw.buses):
             for di, dev in enumerate(bus.devices):
                 where = ("gateways", gi, "buses", bi, "devices", di, "profile")
-                wanted = "dlt645" if isinstance(bus, Dlt645TcpBus) else "modbus"
+                wanted = "dlt645" if isinstance(bus, DLT645_BUSES) else "modbus"
                 profile = loaded.profiles.get(dev.profile)
                 if profile is None:
                     found = find_profile(dev.profile, dirs)
@@ -297,6 +369,7 @@ __all__ = [
     "Config",
     "Device",
     "Dlt645Device",
+    "Dlt645SerialBus",
     "Dlt645TcpBus",
     "Gateway",
     "Historian",
@@ -304,8 +377,11 @@ __all__ = [
     "InfluxV2",
     "Ingest",
     "LoadedConfig",
+    "ModbusRtuBus",
+    "ModbusRtuTcpBus",
     "ModbusTcpBus",
     "Mqtt",
+    "SerialLine",
     "Tls",
     "load_config",
 ]

@@ -36,8 +36,7 @@ async def read_device(loaded: LoadedConfig, device_id: str, as_json: bool) -> in
                 print(orjson.dumps([_as_dict(r) for r in readings],
                                    option=orjson.OPT_INDENT_2).decode())
             else:
-                console.print(_table(coord.config.id, coord.bus.config.host,
-                                     coord.bus.config.port, readings))
+                console.print(_table(coord.config.id, coord.bus.config.endpoint, readings))
             return 0 if all(r.quality is Quality.GOOD for r in readings) else 1
     known = ", ".join(dev.id for _, _, dev in loaded.devices())
     console.print(f"[red]no device {device_id!r} in {loaded.path}[/] (devices: {known})")
@@ -58,8 +57,8 @@ def _as_dict(r: Reading) -> dict[str, Any]:
     }
 
 
-def _table(device: str, host: str, port: int, readings: list[Reading]) -> Table:
-    table = Table(title=f"{device} @ {host}:{port}")
+def _table(device: str, endpoint: str, readings: list[Reading]) -> Table:
+    table = Table(title=f"{device} @ {endpoint}")
     for col in ("channel", "quantity", "value", "raw", "unit", "quality", "time (UTC)"):
         table.add_column(col, justify="right" if col in ("value", "raw") else "left")
     for r in readings:

@@ -17,16 +17,34 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from daq.config import AnyBus, AnyDevice, LoadedConfig, ModbusTcpBus
+from daq.config import (
+    AnyBus,
+    AnyDevice,
+    Dlt645TcpBus,
+    LoadedConfig,
+    ModbusRtuBus,
+    ModbusRtuTcpBus,
+    ModbusTcpBus,
+    SerialLine,
+)
 from daq.config import Gateway as GatewayConfig
 from daq.model import DeviceMeta, Quality, Reading
 from daq.profiles import Dlt645Profile
 from drivers.dlt645.device import Dlt645Device
-from drivers.dlt645.driver import Dlt645Client, Streams
+from drivers.dlt645.driver import Dlt645Client
 from drivers.errors import InternalError
-from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader
+from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader, RegisterReader
 from drivers.modbus.plan import plan_reads
+from drivers.modbus.rtu import RtuReader
 from drivers.result import ChannelResult
+from drivers.transport import (
+    SerialSettings,
+    Streams,
+    TcpSettings,
+    TransportSettings,
+    open_serial,
+    open_tcp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +198,8 @@ def build_coordinators(
     """One coordinator per device; devices of one bus share its connection and lock."""
     coordinators = []
     for bus_cfg in gateway.buses:
-        if isinstance(bus_cfg, ModbusTcpBus):
-            reader = PymodbusTcpReader(bus_cfg.host, bus_cfg.port, bus_cfg.timeout_ms / 1000)
+        if isinstance(bus_cfg, ModbusTcpBus | ModbusRtuBus | ModbusRtuTcpBus):
+            reader = _register_reader(bus_cfg)
             handle = BusHandle(bus_cfg, reader.close)
             for dev in bus_cfg.devices:
                 profile = loaded.modbus_profile(dev.profile)
@@ -192,7 +210,9 @@ def build_coordinators(
                 coordinators.append(
                     DeviceCoordinator(loaded, gateway, handle, dev, device, sink))
         else:
-            client = Dlt645Client(_tcp_opener(bus_cfg.host, bus_cfg.port),
+            opener = (_tcp_opener(bus_cfg.host, bus_cfg.port)
+                      if isinstance(bus_cfg, Dlt645TcpBus) else _serial_opener(bus_cfg.serial))
+            client = Dlt645Client(opener,
                                   timeout_s=bus_cfg.timeout_ms / 1000,
                                   wakeup=bus_cfg.wakeup_bytes,
                                   min_gap_s=bus_cfg.min_gap_ms / 1000)
@@ -208,6 +228,31 @@ def build_coordinators(
 
 def _tcp_opener(host: str, port: int) -> Callable[[], Awaitable[Streams]]:
     async def open_() -> Streams:
-        return await asyncio.open_connection(host, port)
+        return await open_tcp(host, port)
 
     return open_
+
+
+def _serial(line: SerialLine) -> SerialSettings:
+    return SerialSettings(line.port, line.baudrate, line.bytesize, line.parity, line.stopbits)
+
+
+def _serial_opener(line: SerialLine) -> Callable[[], Awaitable[Streams]]:
+    settings = _serial(line)
+
+    async def open_() -> Streams:
+        return await open_serial(settings)
+
+    return open_
+
+
+def _register_reader(bus: ModbusTcpBus | ModbusRtuBus | ModbusRtuTcpBus) -> RegisterReader:
+    if isinstance(bus, ModbusTcpBus):
+        return PymodbusTcpReader(bus.host, bus.port, bus.timeout_ms / 1000)
+    link: TransportSettings = (
+        _serial(bus.serial) if isinstance(bus, ModbusRtuBus)
+        else TcpSettings(bus.host, bus.port, _serial(bus.serial) if bus.serial else None))
+    return RtuReader(link, timeout_s=bus.timeout_ms / 1000,
+                     min_gap_s=None if bus.min_gap_ms is None else bus.min_gap_ms / 1000,
+                     retries_on_busy=bus.retries_on_busy,
+                     pause_after_connect_s=bus.pause_after_connect_ms / 1000)
