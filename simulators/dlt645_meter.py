@@ -6,8 +6,8 @@ read-address (to the wildcard address), read-data for the identifiers in
 ``drivers/dlt645/identifiers.yaml`` (abnormal reply "no such data" for others), follow-up
 reads of a single-frame value (abnormal reply), and accepts broadcast time sync silently.
 Frames for other addresses get no answer, as on a shared RS-485 line. ``truth(di, at_ns)``
-returns exactly the value served. Served over TCP here; a pseudo-terminal server can wrap
-``answer`` the same way.
+returns exactly the value served. Served over TCP (``transport="tcp"``, an RS-485-to-Ethernet
+converter) or a pseudo-terminal (``transport="pty"``: open :attr:`path` like a serial port).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 from drivers.dlt645.codec import (
     BROADCAST,
@@ -40,6 +40,7 @@ from drivers.dlt645.codec import (
     reply_to,
 )
 from simulators.meter import MeterModel, ThreePhaseLoad
+from simulators.pty import PtyEndpoint
 
 NO_SUCH_DATA = 0x02
 
@@ -87,12 +88,16 @@ class Dlt645Faults:
 
 class Dlt645MeterSimulator:
     def __init__(self, address: str, *, seed: int = 0, model: MeterModel | None = None,
-                 host: str = "127.0.0.1", port: int = 0, history: int = 100_000) -> None:
+                 transport: Literal["tcp", "pty"] = "tcp", host: str = "127.0.0.1",
+                 port: int = 0, history: int = 100_000) -> None:
         if len(address) != 12 or not address.isdigit():
             raise ValueError("a meter address is 12 decimal digits")
         self.address = address
         self.model: MeterModel = model or ThreePhaseLoad(seed)
         self.host = host
+        self.transport = transport
+        self._pty: PtyEndpoint | None = None
+        self._pty_decoder = Dlt645Decoder()
         self._requested_port = port
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -156,12 +161,32 @@ class Dlt645MeterSimulator:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    async def start(self) -> int:
+    @property
+    def path(self) -> str:
+        """The pty a driver opens (``transport="pty"``)."""
+        if self._pty is None:
+            raise RuntimeError("pty simulator not started")
+        return self._pty.path
+
+    async def start(self) -> None:
+        if self.transport == "pty":
+            self._pty = PtyEndpoint(self._on_pty_data)
+            self._pty.open()
+            return
         self._server = await asyncio.start_server(self._handle, self.host,
                                                   self._requested_port)
-        return self.port
+
+    def _on_pty_data(self, data: bytes) -> None:
+        assert self._pty is not None
+        for request in self._pty_decoder.feed(data):
+            out = self.reply_bytes(request)
+            if out:
+                self._pty.write(out)
 
     async def stop(self) -> None:
+        pty, self._pty = self._pty, None
+        if pty is not None:
+            pty.close()
         server, self._server = self._server, None
         if server is None:
             return

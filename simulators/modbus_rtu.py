@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import tty
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -41,6 +39,7 @@ from drivers.modbus.codec import (
 )
 from drivers.transport import SerialSettings
 from simulators.modbus_meter import ModbusMeterSimulator
+from simulators.pty import PtyEndpoint
 
 __all__ = ["BusFaults", "RtuBusSimulator"]
 
@@ -111,8 +110,7 @@ class RtuBusSimulator:
         self._requested_port = port
         self._port: int | None = None
         self._path: str | None = None
-        self._master: int | None = None
-        self._slave: int | None = None
+        self._pty: PtyEndpoint | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -134,7 +132,7 @@ class RtuBusSimulator:
         return self._port
 
     async def start(self) -> None:
-        if self._master is not None or self._server is not None:
+        if self._pty is not None or self._server is not None:
             raise RuntimeError("simulator already started")
         if self.transport == "tcp":
             self._server = await asyncio.start_server(
@@ -142,32 +140,16 @@ class RtuBusSimulator:
             )
             self._port = int(self._server.sockets[0].getsockname()[1])
             return
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo, no line discipline: the bytes as sent
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self._path = os.ttyname(slave)  # kept open: the pty lives while the simulator does
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def readable() -> None:
-            try:
-                data = os.read(master, 4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # EIO: no slave open right now
-            queue.put_nowait(data)
-
-        loop.add_reader(master, readable)
-        self._spawn(self._serve(queue.get, self._write_master), "rtu-sim pty")
+        self._pty = PtyEndpoint(queue.put_nowait)
+        self._path = self._pty.open()
+        self._spawn(self._serve(queue.get, self._pty.write), "rtu-sim pty")
 
     async def stop(self) -> None:
-        master, self._master = self._master, None
-        slave, self._slave = self._slave, None
+        pty, self._pty = self._pty, None
         server, self._server = self._server, None
-        if master is not None:
-            asyncio.get_running_loop().remove_reader(master)
+        if pty is not None:
+            pty.close()
         if server is not None:
             server.close()
         for writer in list(self._writers):
@@ -178,10 +160,6 @@ class RtuBusSimulator:
         await asyncio.gather(*tasks, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
-        for fd in (master, slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
         self._path = None
         self._port = None
 
@@ -201,12 +179,6 @@ class RtuBusSimulator:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _write_master(self, data: bytes) -> None:
-        if self._master is None:
-            return
-        with contextlib.suppress(OSError):  # full or nobody listening: the bytes are lost
-            os.write(self._master, data)
 
     # -- serving ----------------------------------------------------------------------------
 

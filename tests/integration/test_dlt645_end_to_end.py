@@ -1,5 +1,5 @@
-"""A DL/T 645 meter behind an RS-485-to-Ethernet converter (simulated on TCP) next to a
-Modbus meter: gateway → Mosquitto → ingest → historian, checked against truth."""
+"""A DL/T 645 meter behind an RS-485-to-Ethernet converter (TCP) or on a serial line (a pty),
+next to a Modbus meter: gateway → Mosquitto → ingest → historian, checked against truth."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import contextlib
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -26,10 +26,16 @@ pytestmark = pytest.mark.services
 ADDRESS = "558890213594"
 
 
-async def test_dlt645_meter_through_the_whole_path(tmp_path: Path, mqtt_broker: Any) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "pty"])
+async def test_dlt645_meter_through_the_whole_path(tmp_path: Path, mqtt_broker: Any,
+                                                   transport: Literal["tcp", "pty"]) -> None:
     ent = f"t{uuid.uuid4().hex[:10]}"
-    async with Dlt645MeterSimulator(ADDRESS, seed=5) as dlt, \
+    async with Dlt645MeterSimulator(ADDRESS, seed=5, transport=transport) as dlt, \
             MeterFleet([MeterSpec("sdm630", name="m")]) as fleet:
+        line = (f"protocol: dlt645-tcp\n        host: 127.0.0.1\n        port: {dlt.port}"
+                if transport == "tcp" else
+                f"protocol: dlt645-serial\n        serial: {{port: {dlt.path}, baudrate: 2400}}\n"
+                "        min_gap_ms: 0")
         site = tmp_path / "site.yaml"
         site.write_text(f"""
 enterprise: {{id: {ent}}}
@@ -38,9 +44,7 @@ gateways:
     outbox: outbox.sqlite
     buses:
       - id: rs485-1
-        protocol: dlt645-tcp
-        host: 127.0.0.1
-        port: {dlt.port}
+        {line}
         timeout_ms: 300
         devices:
           - {{id: revenue, profile: dlt645-3p, address: "{ADDRESS}", interval_ms: 500}}
