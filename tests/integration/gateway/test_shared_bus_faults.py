@@ -1,0 +1,115 @@
+"""Faults on a shared RS-485 line (a pty), against the running pollers: the affected unit's
+readings are bad with the right reason, its neighbour on the same line keeps its poll rate
+within 10 %, and the unit recovers by itself when the fault clears."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from daq.config import load_config
+from daq.model import Quality, Reading
+from daq.profiles import Profile, load_profile, profile_dirs
+from gateway.poller import DeviceCoordinator, build_coordinators
+from simulators.modbus_meter import ModbusMeterSimulator
+from simulators.modbus_rtu import RtuBusSimulator
+
+INTERVAL_MS = 250
+RUN_S = 2.5
+
+
+@dataclass
+class Line:
+    sim: RtuBusSimulator
+    coords: dict[str, DeviceCoordinator]
+    got: list[list[Reading]]
+
+
+def meter(profile: str, unit: int) -> ModbusMeterSimulator:
+    p = load_profile(profile, profile_dirs())
+    assert isinstance(p, Profile)
+    return ModbusMeterSimulator(p, unit_id=unit, seed=unit)
+
+
+@pytest.fixture
+async def line(tmp_path: Path) -> AsyncIterator[Line]:
+    async with RtuBusSimulator({1: meter("sdm630", 1), 2: meter("dtsu666", 2)}) as sim:
+        (tmp_path / "s.yaml").write_text(f"""
+enterprise: {{id: e}}
+gateways:
+  - id: g
+    buses:
+      - id: rs485
+        protocol: modbus-rtu
+        serial: {{port: {sim.path}, baudrate: 115200}}
+        timeout_ms: 100
+        devices:
+          - {{id: steady, profile: sdm630, unit_id: 1, interval_ms: {INTERVAL_MS}}}
+          - {{id: faulty, profile: dtsu666, unit_id: 2, interval_ms: {INTERVAL_MS},
+             failures_before_backoff: 2, max_backoff_s: 0.5}}
+""")
+        loaded = load_config(tmp_path / "s.yaml")
+        got: list[list[Reading]] = []
+
+        async def sink(readings: list[Reading]) -> None:
+            got.append(readings)
+
+        coords = {c.config.id: c for c in build_coordinators(loaded, loaded.gateway(), sink)}
+        tasks = [asyncio.create_task(c.run()) for c in coords.values()]
+        try:
+            yield Line(sim, coords, got)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await coords["steady"].bus.close()
+
+
+def silence_unit_2(line: Line) -> Callable[[], None]:
+    line.sim.meters[2].faults.silent = True
+    return lambda: setattr(line.sim.meters[2].faults, "silent", False)
+
+
+def exception_unit_2(line: Line) -> Callable[[], None]:
+    line.sim.meters[2].faults.exception_code = 4
+    return lambda: setattr(line.sim.meters[2].faults, "exception_code", None)
+
+
+def corrupt_every_reply(line: Line) -> Callable[[], None]:
+    line.sim.faults.corrupt_crc = 10**9  # every reply, both units
+    return lambda: setattr(line.sim.faults, "corrupt_crc", 0)
+
+
+@pytest.mark.parametrize(("fault", "reason", "steady_affected"), [
+    (silence_unit_2, "timeout", False),
+    (exception_unit_2, "device_exception", False),
+    (corrupt_every_reply, "protocol", True),
+])
+async def test_fault_on_a_shared_line(line: Line, fault: Callable[[Line], Callable[[], None]],
+                                      reason: str, steady_affected: bool) -> None:
+    await asyncio.sleep(0.6)  # both healthy first
+    before = {k: c.state.polls for k, c in line.coords.items()}
+    clear = fault(line)
+    start = len(line.got)
+    await asyncio.sleep(RUN_S)
+    during = line.got[start:]
+    faulty = [r for rs in during if rs[0].device == "faulty" for r in rs]
+    assert faulty
+    assert all(r.quality is Quality.BAD for r in faulty)
+    assert {r.reason for r in faulty} == {reason}
+    if not steady_affected:
+        polls = line.coords["steady"].state.polls - before["steady"]
+        expected = RUN_S * 1000 / INTERVAL_MS
+        assert polls >= 0.9 * expected, f"steady polled {polls} times, expected ~{expected}"
+        steady = [r for rs in during if rs[0].device == "steady" for r in rs]
+        assert all(r.quality is Quality.GOOD for r in steady)
+    clear()
+    await asyncio.sleep(1.2)  # back-off is at most 0.5 s
+    for name in ("steady", "faulty"):
+        last = [rs for rs in line.got if rs[0].device == name][-1]
+        assert all(r.quality is Quality.GOOD for r in last), name
+        assert not line.coords[name].state.degraded
