@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.bus import CoalescingRow, UtilisationRow, run_bus
 from benchmarks.e2e import CHANNELS_PER_METER, E2EOptions, run_e2e
 from benchmarks.micro import MicroResult, run_micro
 
@@ -33,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = E2EOptions()
-    p.add_argument("--only", choices=("all", "e2e", "micro"), default="all")
+    p.add_argument("--only", choices=("all", "e2e", "micro", "bus"), default="all")
     p.add_argument("--duration", type=float, default=d.duration_s,
                    help="measured seconds of the end-to-end run (default %(default)s)")
     p.add_argument("--warmup", type=float, default=d.warmup_s,
@@ -137,6 +138,28 @@ def print_tables(console: Console, plain: bool, e2e: dict[str, Any] | None,
             console.print(t)
 
 
+def print_bus(console: Console, plain: bool, coal: list[CoalescingRow],
+              util: list[UtilisationRow]) -> None:
+    title = "Serial bus: read coalescing, and RS-485 utilisation at 9600 8E1 (target ≥ 0.90)"
+    rows = [(f"coalescing {c.profile}", f"{c.requests} requests/poll",
+             f"minimum possible {c.minimum}; {c.registers_read} registers read for "
+             f"{c.registers_used} used (max_gap 16)") for c in coal]
+    rows += [(f"utilisation, {u.registers}-register reads", f"{u.utilisation:.3f}",
+              f"{u.transactions_per_s:.1f} of {u.limit_per_s:.1f} transactions/s "
+              "(wire time of request + reply, plus 3.5 characters)") for u in util]
+    if plain:
+        print(title)
+        for a, b, c in rows:
+            print(f"  {a:<34} {b:>18}  {c}")
+        return
+    t = Table(title=title)
+    for col in ("measure", "value", "note"):
+        t.add_column(col, justify="right" if col == "value" else "left")
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(stderr=True)
@@ -160,7 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"end to end: {opts.meters} meters every {opts.interval_ms} ms for "
             f"{opts.duration_s:.0f} s (+{opts.warmup_s:.0f} s warm-up)")
         e2e = run_e2e(opts, log)
+    bus: tuple[list[CoalescingRow], list[UtilisationRow]] | None = None
+    if args.only in ("all", "bus"):
+        log("serial bus: coalescing and 9600-baud utilisation …")
+        bus = run_bus()
     print_tables(Console(), args.plain, e2e, micro)
+    if bus is not None:
+        print_bus(Console(), args.plain, *bus)
     if args.json is not None:
         doc = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -168,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                         "platform": platform.platform()},
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "e2e": e2e,
+            "bus": None if bus is None else {
+                "coalescing": [vars(c) for c in bus[0]],
+                "utilisation": [{**vars(u), "utilisation": u.utilisation} for u in bus[1]]},
             "micro": None if micro is None else [
                 {"name": m.name, "what": m.what, "readings_per_iter": m.readings_per_iter,
                  "us_per_iter": m.us_per_iter, "us_per_reading": m.us_per_reading,

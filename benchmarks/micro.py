@@ -16,7 +16,7 @@ from pathlib import Path
 
 from daq.model import Reading
 from daq.payload import data_topic, decode_data, encode_data
-from daq.profiles import Profile, load_profile, profile_dirs
+from daq.profiles import Profile, load_modbus_profile
 from drivers.modbus.codec import (
     ReadResponse,
     TcpDecoder,
@@ -68,7 +68,7 @@ def bench(fn: Callable[[], object], *, min_time_s: float = 0.3, repeats: int = 5
 
 
 def sdm630() -> Profile:
-    return load_profile("sdm630", profile_dirs())
+    return load_modbus_profile("sdm630")
 
 
 def sdm630_plan(profile: Profile) -> ReadPlan:

@@ -231,3 +231,12 @@ def load_profile(name: str, dirs: Iterable[Path]) -> AnyProfile:
         raise SourceErrors([SourceError("<profiles>", 1, "", f"unknown profile {name!r} "
                                         f"(known: {known})")])
     return load_profile_file(path)
+
+
+def load_modbus_profile(name: str, dirs: Iterable[Path] | None = None) -> Profile:
+    """Like :func:`load_profile`, for callers that need a Modbus register map."""
+    profile = load_profile(name, profile_dirs() if dirs is None else dirs)
+    if not isinstance(profile, Profile):
+        raise SourceErrors([SourceError("<profiles>", 1, "", f"profile {name!r} is "
+                                        f"{profile.protocol}, not modbus")])
+    return profile

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from daq.profiles import Profile, load_profile, profile_dirs
+from daq.profiles import Profile, load_modbus_profile, profile_dirs
 from simulators.modbus_meter import ModbusMeterSimulator
 
 HOST = "127.0.0.1"
@@ -49,10 +49,7 @@ class MeterFleet:
         self.simulators: dict[str, ModbusMeterSimulator] = {}
         for spec in self.specs:
             if spec.profile_name not in profiles:
-                profile = load_profile(spec.profile_name, dirs)
-                if not isinstance(profile, Profile):
-                    raise ValueError(f"{spec.profile_name} is not a Modbus profile")
-                profiles[spec.profile_name] = profile
+                profiles[spec.profile_name] = load_modbus_profile(spec.profile_name, dirs)
             counts[spec.profile_name] = counts.get(spec.profile_name, 0) + 1
             name = spec.name or f"{spec.profile_name}-{counts[spec.profile_name]}"
             if name in self.simulators:

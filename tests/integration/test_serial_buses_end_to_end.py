@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from daq.config import load_config
-from daq.profiles import Profile, load_profile, profile_dirs
+from daq.profiles import load_modbus_profile
 from gateway.ingest import Ingest
 from gateway.service import GatewayService
 from gateway.storage import open_storage
@@ -26,9 +26,7 @@ pytestmark = pytest.mark.services
 
 
 def meter(profile: str, unit: int, seed: int) -> ModbusMeterSimulator:
-    p = load_profile(profile, profile_dirs())
-    assert isinstance(p, Profile)
-    return ModbusMeterSimulator(p, unit_id=unit, seed=seed)
+    return ModbusMeterSimulator(load_modbus_profile(profile), unit_id=unit, seed=seed)
 
 
 @pytest.mark.parametrize("transport", ["pty", "tcp"])

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ SUMMARY = re.compile(r"demo finished: (\d+) readings acquired, (\d+) stored")
 
 def demo(tmp_path: Path, broker: Any, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "DAQ_VAR": str(tmp_path), "DAQ_MQTT_PORT": str(broker.port),
-           "COLUMNS": "200"}
+           "COLUMNS": "200",
+           # its own enterprise id: another demo on the shared broker must not count here
+           "DAQ_DEMO_ENTERPRISE": f"t{uuid.uuid4().hex[:10]}"}
     return subprocess.Popen([sys.executable, "-m", "daq.cli", "demo", "--plain", *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

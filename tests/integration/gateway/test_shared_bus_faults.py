@@ -13,7 +13,7 @@ import pytest
 
 from daq.config import load_config
 from daq.model import Quality, Reading
-from daq.profiles import Profile, load_profile, profile_dirs
+from daq.profiles import load_modbus_profile
 from gateway.poller import DeviceCoordinator, build_coordinators
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.modbus_rtu import RtuBusSimulator
@@ -30,9 +30,7 @@ class Line:
 
 
 def meter(profile: str, unit: int) -> ModbusMeterSimulator:
-    p = load_profile(profile, profile_dirs())
-    assert isinstance(p, Profile)
-    return ModbusMeterSimulator(p, unit_id=unit, seed=unit)
+    return ModbusMeterSimulator(load_modbus_profile(profile), unit_id=unit, seed=unit)
 
 
 @pytest.fixture
