@@ -75,7 +75,7 @@ def config_check(file: Path) -> None:
 
     On error, print FILE:LINE: field: message for every problem and exit 2.
     """
-    from drivers.modbus.plan import describe_plan, plan_reads
+    from drivers.modbus.plan import describe_plan, plan_device
 
     loaded = _load(str(file))
     cfg = loaded.config
@@ -91,7 +91,8 @@ def config_check(file: Path) -> None:
                    f"{len(profile.channels)} channels every {dev.interval_ms} ms")
         if isinstance(dev, Device):
             modbus = loaded.modbus_profile(dev.profile)
-            plans = plan_reads(modbus.channels, dev.max_gap, dev.max_registers)
+            plans = plan_device(modbus.channels, dev.max_gap, dev.max_registers,
+                                dev.one_request_per_channel)
             for line in describe_plan(plans):
                 click.echo(f"      {line}")
         else:

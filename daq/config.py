@@ -60,6 +60,8 @@ class Device(_DeviceBase):
     max_gap: Annotated[int, Field(ge=0, le=125)] = 16
     max_registers: Annotated[int, Field(ge=1, le=125)] = 125
     pause_between_requests_ms: Annotated[int, Field(ge=0)] = 0
+    # some meters refuse reads that span several values: one request per channel
+    one_request_per_channel: bool = False
 
 
 class Dlt645Device(_DeviceBase):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "config" / "demo.yaml"
+DLT645_ADDRESS = "558890213594"
 DEMO_METERS = (("sdm630", "incomer", 1), ("dtsu666", "furnace-1", 2),
                ("dtsu666", "compressor-1", 3))
 
@@ -37,6 +38,7 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
     from gateway.mqtt import unique_client_id
     from gateway.service import GatewayService
     from gateway.storage import open_storage
+    from simulators.dlt645_meter import Dlt645MeterSimulator
     from simulators.fleet import MeterFleet, MeterSpec
 
     console = Console(stderr=False)
@@ -46,9 +48,10 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
         where = "private Mosquitto" if broker.private else "Mosquitto"
         console.print(f"[bold]daq demo[/]: {where} on {broker.host}:{broker.port}; data in {var}")
         specs = [MeterSpec(profile, 0, 1, seed, name=name) for profile, name, seed in DEMO_METERS]
-        async with MeterFleet(specs) as fleet:
+        async with MeterFleet(specs) as fleet, \
+                Dlt645MeterSimulator(DLT645_ADDRESS, seed=4, transport="pty") as revenue:
             env = {"DAQ_VAR": str(var), "DAQ_MQTT_HOST": broker.host,
-                   "DAQ_MQTT_PORT": str(broker.port)}
+                   "DAQ_MQTT_PORT": str(broker.port), "DAQ_DEMO_DLT645_PORT": revenue.path}
             for i, name in enumerate(fleet, start=1):
                 env[f"DAQ_DEMO_PORT_{i}"] = str(fleet[name].port)
             os.environ.update(env)
@@ -57,6 +60,8 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
                 sim = fleet[name]
                 console.print(f"  simulated {sim.profile.maker} {sim.profile.model} '{name}' "
                               f"on {sim.host}:{sim.port}")
+            console.print(f"  simulated DL/T 645-2007 meter {DLT645_ADDRESS} 'grid-revenue' on "
+                          f"{revenue.path}")
             storage = open_storage(loaded)
             ingest = Ingest(loaded, storage)
             ingest.start()

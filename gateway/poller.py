@@ -34,7 +34,7 @@ from drivers.dlt645.device import Dlt645Device
 from drivers.dlt645.driver import Dlt645Client
 from drivers.errors import InternalError
 from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader, RegisterReader
-from drivers.modbus.plan import plan_reads
+from drivers.modbus.plan import plan_device
 from drivers.modbus.rtu import RtuReader
 from drivers.result import ChannelResult
 from drivers.transport import (
@@ -203,7 +203,8 @@ def build_coordinators(
             handle = BusHandle(bus_cfg, reader.close)
             for dev in bus_cfg.devices:
                 profile = loaded.modbus_profile(dev.profile)
-                plans = plan_reads(profile.channels, dev.max_gap, dev.max_registers)
+                plans = plan_device(profile.channels, dev.max_gap, dev.max_registers,
+                                    dev.one_request_per_channel)
                 device = ModbusDevice(reader, dev.unit_id, profile.channels, plans,
                                       pause_between_requests_s=dev.pause_between_requests_ms
                                       / 1000)

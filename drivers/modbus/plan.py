@@ -110,6 +110,14 @@ def plan_reads(
     return plans
 
 
+def plan_device(channels: Sequence[ModbusChannel], max_gap: int = 16, max_count: int = 125,
+                one_request_per_channel: bool = False) -> list[ReadPlan]:
+    """The reads of one poll: coalesced, or one per channel for meters that need it."""
+    if one_request_per_channel:
+        return [plan_reads([ch], 0, max_count)[0] for ch in channels]
+    return plan_reads(channels, max_gap, max_count)
+
+
 def describe_plan(plans: Sequence[ReadPlan]) -> list[str]:
     """One human-readable line per request, e.g. for ``daq config check``."""
     return [p.describe() for p in plans]

@@ -47,6 +47,7 @@ def test_demo_with_duration_exits_by_itself(tmp_path: Path, mqtt_broker: Any) ->
     check_summary(out)
     assert "incomer" in out
     assert "furnace-1" in out
+    assert "grid-revenue" in out  # the DL/T 645 meter on a pseudo-terminal
     assert (tmp_path / "historian.sqlite").exists()
 
 

@@ -143,3 +143,14 @@ def test_dtsu666_full_profile() -> None:
     plans = profile_plans("dtsu666")
     assert spans(plans) == [(3, 0x101E, 12), (3, 0x2006, 38), (3, 0x2044, 2)]
     assert describe_plan(plans)[2] == "FC3 0x2044+2 (1 channel: frequency)"
+
+
+def test_one_request_per_channel() -> None:
+    from daq.profiles import load_modbus_profile
+    from drivers.modbus.plan import plan_device
+
+    channels = load_modbus_profile("sdm630").channels
+    plans = plan_device(channels, one_request_per_channel=True)
+    assert len(plans) == len(channels)
+    assert [(p.address, p.count) for p in plans] == [(c.address, c.count) for c in channels]
+    assert len(plan_device(channels)) == 2
