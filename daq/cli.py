@@ -81,11 +81,12 @@ def config_check(file: Path) -> None:
     cfg = loaded.config
     click.echo(f"{file}: OK")
     click.echo(f"enterprise {cfg.enterprise.id} ({cfg.enterprise.name})")
-    from daq.config import Device
+    from daq.config import Device, Dlt645Device
 
     for gw, bus, dev in loaded.devices():
         profile = loaded.profiles[dev.profile]
-        where = f"unit {dev.unit_id}" if isinstance(dev, Device) else f"address {dev.address}"
+        where = (f"unit {dev.unit_id}" if isinstance(dev, Device) else
+                 f"address {dev.address}" if isinstance(dev, Dlt645Device) else profile.protocol)
         click.echo(f"  {gw.id} / {bus.id} ({bus.protocol} {bus.endpoint}) / {dev.id}: "
                    f"{profile.maker} {profile.model}, {where}, "
                    f"{len(profile.channels)} channels every {dev.interval_ms} ms")
@@ -95,7 +96,7 @@ def config_check(file: Path) -> None:
                                 dev.one_request_per_channel)
             for line in describe_plan(plans):
                 click.echo(f"      {line}")
-        else:
+        elif isinstance(dev, Dlt645Device):
             click.echo(f"      {len(profile.channels)} reads per poll (one data identifier each)")
     m = cfg.mqtt
     auth = f"user {m.username}" if m.username else "anonymous"

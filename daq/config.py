@@ -24,6 +24,7 @@ from pydantic import (
 
 from daq.profiles import (
     AnyProfile,
+    InstrumentProfile,
     Profile,
     available_profiles,
     find_profile,
@@ -70,7 +71,11 @@ class Dlt645Device(_DeviceBase):
     address: Annotated[str, Field(pattern=r"^[0-9]{12}$")]
 
 
-AnyDevice = Device | Dlt645Device
+class InstrumentDevice(_DeviceBase):
+    """A laboratory instrument (its profile says which dialect it speaks)."""
+
+
+AnyDevice = Device | Dlt645Device | InstrumentDevice
 
 
 class SerialLine(_Strict):
@@ -166,7 +171,34 @@ class Dlt645SerialBus(_Strict):
         return f"{s.port} {s.baudrate} {s.bytesize}{s.parity}{s.stopbits}"
 
 
-AnyBus = ModbusTcpBus | ModbusRtuBus | ModbusRtuTcpBus | Dlt645TcpBus | Dlt645SerialBus
+class InstrumentBus(_Strict):
+    """An instrument's own link: a serial port (``serial``) or a TCP port (``host``/``port``,
+    e.g. a LAN instrument or a serial server)."""
+
+    id: Id
+    protocol: Literal["instrument"]
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    serial: SerialLine | None = None
+    timeout_ms: Annotated[int, Field(ge=1)] = 2000
+    devices: Annotated[list[InstrumentDevice], Field(min_length=1, max_length=1)]
+
+    @model_validator(mode="after")
+    def _one_link(self) -> InstrumentBus:
+        if (self.serial is None) == (self.host is None or self.port is None):
+            raise ValueError("give either 'serial' or both 'host' and 'port'")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        if self.serial is not None:
+            s = self.serial
+            return f"{s.port} {s.baudrate} {s.bytesize}{s.parity}{s.stopbits}"
+        return f"{self.host}:{self.port}"
+
+
+AnyBus = (ModbusTcpBus | ModbusRtuBus | ModbusRtuTcpBus | Dlt645TcpBus | Dlt645SerialBus
+          | InstrumentBus)
 Bus = Annotated[AnyBus, Field(discriminator="protocol")]
 DLT645_BUSES = (Dlt645TcpBus, Dlt645SerialBus)
 
@@ -343,7 +375,8 @@ def _load_profiles(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
         for bi, bus in enumerate(gw.buses):
             for di, dev in enumerate(bus.devices):
                 where = ("gateways", gi, "buses", bi, "devices", di, "profile")
-                wanted = "dlt645" if isinstance(bus, DLT645_BUSES) else "modbus"
+                wanted = ("dlt645" if isinstance(bus, DLT645_BUSES)
+                          else "instrument" if isinstance(bus, InstrumentBus) else "modbus")
                 profile = loaded.profiles.get(dev.profile)
                 if profile is None:
                     found = find_profile(dev.profile, dirs)
@@ -358,7 +391,9 @@ def _load_profiles(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
                         errors.extend(exc.errors)
                         continue
                     loaded.profiles[dev.profile] = profile
-                if profile.protocol != wanted:
+                speaks = "instrument" if isinstance(profile, InstrumentProfile) else \
+                    profile.protocol
+                if speaks != wanted:
                     errors.append(loc.error(where, f"profile {dev.profile!r} is for "
                                             f"{profile.protocol}, this bus speaks {wanted}"))
     return errors
@@ -378,6 +413,8 @@ __all__ = [
     "InfluxV1",
     "InfluxV2",
     "Ingest",
+    "InstrumentBus",
+    "InstrumentDevice",
     "LoadedConfig",
     "ModbusRtuBus",
     "ModbusRtuTcpBus",

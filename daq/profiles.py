@@ -134,7 +134,8 @@ class Dlt645Channel(_Strict):
                            self.resolution)
 
 
-def _unique(channels: list[ModbusChannel] | list[Dlt645Channel]) -> None:
+def _unique(channels: list[ModbusChannel] | list[Dlt645Channel] | list[InstrumentChannel]
+            ) -> None:
     seen: set[str] = set()
     for ch in channels:
         if ch.id in seen:
@@ -197,7 +198,63 @@ def available_profiles(dirs: Iterable[Path]) -> list[str]:
     return sorted(names)
 
 
-AnyProfile = Profile | Dlt645Profile
+class InstrumentChannel(_Strict):
+    """One value an instrument delivers. Which fields apply depends on the profile's protocol:
+
+    * ``scpi-dmm``: ``function`` (``VOLT:DC``, ``RES``, …) and ``measure_range`` (none: auto);
+    * ``prt-readout``: nothing more (resistance in ohms);
+    * ``mtsics-balance``: ``stable`` (``S``, wait for stability) or not (``SI``, immediate;
+      a dynamic weight is then ``uncertain``);
+    * ``text``: ``command``, ``reply_regex`` (named group ``value``, optional ``unit``) and
+      ``terminator``.
+    """
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    quantity: str
+    unit: str
+    description: str = ""
+    function: str | None = None
+    measure_range: float | None = None
+    stable: bool = True
+    command: str | None = None
+    reply_regex: str | None = None
+    terminator: Literal["\r\n", "\n", "\r"] = "\r\n"
+    scale: float = 1.0
+    offset: float = 0.0
+    range: tuple[float, float] | None = None
+    resolution: float | None = None
+
+    def meta(self) -> ChannelMeta:
+        lo, hi = self.range if self.range else (None, None)
+        return ChannelMeta(self.id, self.quantity, self.unit, self.description, lo, hi,
+                           self.resolution)
+
+
+class InstrumentProfile(_Strict):
+    """A laboratory instrument on its own serial line or TCP port (SCPI, MT-SICS, text)."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]
+    maker: str
+    model: str
+    protocol: Literal["scpi-dmm", "prt-readout", "mtsics-balance", "text"]
+    description: str = ""
+    sources: list[str] = []
+    unconfirmed: list[str] = []
+    channels: list[InstrumentChannel]
+
+    @model_validator(mode="after")
+    def _fields_for_protocol(self) -> InstrumentProfile:
+        _unique(self.channels)
+        for ch in self.channels:
+            if self.protocol == "scpi-dmm" and not ch.function:
+                raise ValueError(f"channel {ch.id!r}: a scpi-dmm channel needs 'function'")
+            if self.protocol == "text" and not (ch.command and ch.reply_regex):
+                raise ValueError(f"channel {ch.id!r}: a text channel needs 'command' and "
+                                 "'reply_regex'")
+        return self
+
+
+AnyProfile = Profile | Dlt645Profile | InstrumentProfile
 _ANY_PROFILE: TypeAdapter[AnyProfile] = TypeAdapter(
     Annotated[AnyProfile, Field(discriminator="protocol")])
 

@@ -21,6 +21,7 @@ from daq.config import (
     AnyBus,
     AnyDevice,
     Dlt645TcpBus,
+    InstrumentBus,
     LoadedConfig,
     ModbusRtuBus,
     ModbusRtuTcpBus,
@@ -29,7 +30,7 @@ from daq.config import (
 )
 from daq.config import Gateway as GatewayConfig
 from daq.model import DeviceMeta, Quality, Reading
-from daq.profiles import Dlt645Profile
+from daq.profiles import Dlt645Profile, InstrumentProfile
 from drivers.dlt645.device import Dlt645Device
 from drivers.dlt645.driver import Dlt645Client
 from drivers.errors import InternalError
@@ -37,6 +38,9 @@ from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader, RegisterReade
 from drivers.modbus.plan import plan_device
 from drivers.modbus.rtu import RtuReader
 from drivers.result import ChannelResult
+from drivers.text.device import InstrumentDevice as InstrumentPoller
+from drivers.text.driver import tcp_opener as text_tcp_opener
+from drivers.text.driver import tty_opener
 from drivers.transport import (
     SerialSettings,
     Streams,
@@ -118,7 +122,11 @@ class DeviceCoordinator:
         out = []
         for r in results:
             ch = r.channel
-            if r.error is None:
+            if r.error is None and r.uncertain is not None:
+                out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
+                                   ch.id, ch.quantity, ch.unit, r.value, r.raw,
+                                   Quality.UNCERTAIN, r.uncertain))
+            elif r.error is None:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, r.value, r.raw))
             else:
@@ -210,6 +218,20 @@ def build_coordinators(
                                       / 1000)
                 coordinators.append(
                     DeviceCoordinator(loaded, gateway, handle, dev, device, sink))
+        elif isinstance(bus_cfg, InstrumentBus):
+            (inst,) = bus_cfg.devices
+            profile_i = loaded.profiles[inst.profile]
+            assert isinstance(profile_i, InstrumentProfile)
+            if bus_cfg.serial is not None:
+                text_opener = tty_opener(bus_cfg.serial.port, bus_cfg.serial.baudrate)
+            else:
+                assert bus_cfg.host is not None
+                assert bus_cfg.port is not None
+                text_opener = text_tcp_opener(bus_cfg.host, bus_cfg.port)
+            instrument = InstrumentPoller(profile_i, text_opener, bus_cfg.timeout_ms / 1000)
+            handle = BusHandle(bus_cfg, instrument.close)
+            coordinators.append(
+                DeviceCoordinator(loaded, gateway, handle, inst, instrument, sink))
         else:
             opener = (_tcp_opener(bus_cfg.host, bus_cfg.port)
                       if isinstance(bus_cfg, Dlt645TcpBus) else _serial_opener(bus_cfg.serial))
