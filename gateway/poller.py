@@ -29,7 +29,7 @@ from daq.config import (
     SerialLine,
 )
 from daq.config import Gateway as GatewayConfig
-from daq.model import DeviceMeta, Quality, Reading
+from daq.model import DeviceMeta, Quality, Reading, Reason
 from daq.profiles import Dlt645Profile, InstrumentProfile
 from drivers.dlt645.device import Dlt645Device
 from drivers.dlt645.driver import Dlt645Client
@@ -122,10 +122,14 @@ class DeviceCoordinator:
         out = []
         for r in results:
             ch = r.channel
-            if r.error is None and r.uncertain is not None:
+            uncertain = r.uncertain
+            if (uncertain is None and ch.range is not None and isinstance(r.value, int | float)
+                    and not ch.range[0] <= r.value <= ch.range[1]):
+                uncertain = Reason.OUT_OF_RANGE.value  # kept and published, but flagged
+            if r.error is None and uncertain is not None:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, r.value, r.raw,
-                                   Quality.UNCERTAIN, r.uncertain))
+                                   Quality.UNCERTAIN, uncertain))
             elif r.error is None:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, r.value, r.raw))

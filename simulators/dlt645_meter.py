@@ -96,11 +96,8 @@ class Dlt645MeterSimulator:
         self.model: MeterModel = model or ThreePhaseLoad(seed)
         self.host = host
         self.transport = transport
-        self._pty: PtyEndpoint | None = None
-        self._pty_decoder = Dlt645Decoder()
         self._requested_port = port
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._line: Dlt645LineSimulator | None = None
         self.faults = Dlt645Faults()
         self.clock_set_to: dt.datetime | None = None
         self.requests = 0
@@ -153,35 +150,94 @@ class Dlt645MeterSimulator:
     def served(self, di: int) -> list[tuple[int, float]]:
         return list(self._history[di])
 
-    # -- TCP ----------------------------------------------------------------------------------
+    # -- serving ------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._serving().port
+
+    @property
+    def path(self) -> str:
+        """The pty a driver opens (``transport="pty"``)."""
+        return self._serving().path
+
+    def _serving(self) -> Dlt645LineSimulator:
+        if self._line is None:
+            raise RuntimeError("simulator not started")
+        return self._line
+
+    async def start(self) -> None:
+        self._line = Dlt645LineSimulator([self], transport=self.transport, host=self.host,
+                                         port=self._requested_port)
+        await self._line.start()
+
+    async def stop(self) -> None:
+        line, self._line = self._line, None
+        if line is not None:
+            await line.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    def reply_bytes(self, request: Frame) -> bytes:
+        """What goes on the wire in answer to ``request`` (faults applied); b"" for none."""
+        if self.faults.silent:
+            return b""
+        reply = self.answer(request)
+        if reply is None:
+            return b""
+        wire = bytearray(encode_frame(reply, self.faults.wakeup))
+        if self.faults.corrupt_checksum:
+            wire[-2] ^= 0x5A
+        return self.faults.garbage_before + bytes(wire)
+
+
+
+class Dlt645LineSimulator:
+    """Several DL/T 645 meters on one RS-485 line, served over TCP (a converter) or a pty.
+
+    Every meter sees every frame; those addressed answer (on a real line two answers to a
+    wildcard request would collide — here they follow each other)."""
+
+    def __init__(self, meters: list[Dlt645MeterSimulator], *,
+                 transport: Literal["tcp", "pty"] = "tcp", host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        addresses = [m.address for m in meters]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("two meters with one address on a line")
+        self.meters = meters
+        self.transport = transport
+        self.host = host
+        self._requested_port = port
+        self._server: asyncio.Server | None = None
+        self._pty: PtyEndpoint | None = None
+        self._pty_decoder = Dlt645Decoder()
+        self._tasks: set[asyncio.Task[None]] = set()
+
     @property
     def port(self) -> int:
         if self._server is None:
-            raise RuntimeError("simulator not started")
+            raise RuntimeError("TCP line not started")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
     @property
     def path(self) -> str:
-        """The pty a driver opens (``transport="pty"``)."""
         if self._pty is None:
-            raise RuntimeError("pty simulator not started")
+            raise RuntimeError("pty line not started")
         return self._pty.path
 
     async def start(self) -> None:
         if self.transport == "pty":
             self._pty = PtyEndpoint(self._on_pty_data)
             self._pty.open()
-            return
-        self._server = await asyncio.start_server(self._handle, self.host,
-                                                  self._requested_port)
-
-    def _on_pty_data(self, data: bytes) -> None:
-        assert self._pty is not None
-        for request in self._pty_decoder.feed(data):
-            out = self.reply_bytes(request)
-            if out:
-                self._pty.write(out)
+        else:
+            self._server = await asyncio.start_server(self._handle, self.host,
+                                                      self._requested_port)
 
     async def stop(self) -> None:
         pty, self._pty = self._pty, None
@@ -204,17 +260,15 @@ class Dlt645MeterSimulator:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
 
-    def reply_bytes(self, request: Frame) -> bytes:
-        """What goes on the wire in answer to ``request`` (faults applied); b"" for none."""
-        if self.faults.silent:
-            return b""
-        reply = self.answer(request)
-        if reply is None:
-            return b""
-        wire = bytearray(encode_frame(reply, self.faults.wakeup))
-        if self.faults.corrupt_checksum:
-            wire[-2] ^= 0x5A
-        return self.faults.garbage_before + bytes(wire)
+    def replies(self, request: Frame) -> bytes:
+        return b"".join(m.reply_bytes(request) for m in self.meters)
+
+    def _on_pty_data(self, data: bytes) -> None:
+        assert self._pty is not None
+        for request in self._pty_decoder.feed(data):
+            out = self.replies(request)
+            if out:
+                self._pty.write(out)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -224,7 +278,7 @@ class Dlt645MeterSimulator:
         try:
             while data := await reader.read(4096):
                 for request in decoder.feed(data):
-                    out = self.reply_bytes(request)
+                    out = self.replies(request)
                     if out:
                         writer.write(out)
                 await writer.drain()

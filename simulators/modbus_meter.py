@@ -37,7 +37,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self
 
@@ -86,19 +86,26 @@ class Faults:
     * ``drop_connection``: close the connection that sends the next request, without an
       answer; one-shot — it resets itself to ``False`` once it has dropped a connection;
     * ``delay_s``: wait this long before answering each request (per connection; other
-      connections are not held up). The value is sampled after the wait.
+      connections are not held up). The value is sampled after the wait;
+    * ``stuck``: answer with the values of the previous request (a frozen meter);
+    * ``override``: channel id → engineering value served instead of the model's (e.g. a
+      value outside the channel's range).
     """
 
     silent: bool = False
     exception_code: int | None = None
     drop_connection: bool = False
     delay_s: float = 0.0
+    stuck: bool = False  # serve the values of the last request again (a frozen meter)
+    override: dict[str, float] = field(default_factory=dict)  # e.g. an out-of-range value
 
     def clear(self) -> None:
         self.silent = False
         self.exception_code = None
         self.drop_connection = False
         self.delay_s = 0.0
+        self.stuck = False
+        self.override = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +173,7 @@ class ModbusMeterSimulator:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_ns = 0
+        self._last_values: Mapping[str, float] | None = None
         self._slots: dict[int, list[_Slot]] = {fc: [] for fc in READ_FUNCTIONS}
         for ch in profile.channels:
             self._slots[ch.function].append(_Slot(ch, ch.address, ch.address + ch.count))
@@ -324,7 +332,13 @@ class ModbusMeterSimulator:
         if now < self._last_ns:
             now = self._last_ns
         self._last_ns = now
-        values: Mapping[str, float] = self.model.values_at(now)
+        if self.faults.stuck and self._last_values is not None:
+            values: Mapping[str, float] = self._last_values
+        else:
+            values = self.model.values_at(now)
+            if self.faults.override:
+                values = {**values, **self.faults.override}
+        self._last_values = values
         registers = [0] * request.count
         for slot in slots:
             cid = slot.channel.id
