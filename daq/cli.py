@@ -188,6 +188,32 @@ def simulate_meter(profile: str, port: int, count: int, unit_id: int, seed: int)
         sys.exit(1)
 
 
+@simulate.command("all")
+@click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False))
+def simulate_all(spec_file: str) -> None:
+    """Serve any mix of simulators described in SPEC (see config/simulators.yaml)."""
+    from simulators.mix import load_mix, serve_mix
+
+    try:
+        spec = load_mix(spec_file)
+    except SourceErrors as exc:
+        for err in exc.errors:
+            click.echo(str(err), err=True)
+        sys.exit(EXIT_CONFIG)
+
+    def say(line: str) -> None:
+        click.echo(line)
+
+    try:
+        _run(serve_mix(spec, say))
+    except SourceErrors as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    except OSError as exc:
+        click.echo(f"cannot serve: {exc}", err=True)
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
