@@ -141,3 +141,61 @@ gateways:
             di = int(next(ch.di for ch in coords[0].profile.channels if ch.id == r.channel), 16)
             raw = meter.truth(di, r.ts_ns)
             assert r.value == (raw * 1000 if r.channel == "power_total" else raw)
+
+
+@pytest.mark.parametrize(("fault", "reason"), [
+    ({"abnormal": 0x02}, "device_exception"),
+    ({"corrupt_checksum": True}, "timeout"),  # a frame with a bad checksum is no frame
+    ({"silent": True}, "timeout"),
+])
+async def test_dlt645_faults_against_the_pollers(tmp_path: Path, fault: dict[str, object],
+                                                 reason: str) -> None:
+    from daq.model import Quality, Reading
+    from gateway.poller import build_coordinators
+    from simulators.dlt645_meter import Dlt645LineSimulator
+
+    bad, good = Dlt645MeterSimulator("000000000001"), Dlt645MeterSimulator("000000000002")
+    async with Dlt645LineSimulator([bad, good], transport="pty") as line:
+        (tmp_path / "s.yaml").write_text(f"""
+enterprise: {{id: e}}
+gateways:
+  - id: g
+    buses:
+      - id: line
+        protocol: dlt645-serial
+        serial: {{port: {line.path}}}
+        timeout_ms: 150
+        min_gap_ms: 0
+        devices:
+          - {{id: bad, profile: dlt645-3p, address: "000000000001", interval_ms: 500,
+             failures_before_backoff: 2, max_backoff_s: 0.5}}
+          - {{id: good, profile: dlt645-3p, address: "000000000002", interval_ms: 500}}
+""")
+        loaded = load_config(tmp_path / "s.yaml")
+        got: list[list[Reading]] = []
+
+        async def sink(readings: list[Reading]) -> None:
+            got.append(readings)
+
+        coords = {c.config.id: c for c in build_coordinators(loaded, loaded.gateway(), sink)}
+        for key, value in fault.items():
+            setattr(bad.faults, key, value)
+        tasks = [asyncio.create_task(c.run()) for c in coords.values()]
+        try:
+            await asyncio.sleep(1.7)
+            bad_readings = [r for rs in got if rs[0].device == "bad" for r in rs]
+            assert bad_readings
+            assert {r.reason for r in bad_readings} == {reason}
+            assert all(r.quality is Quality.BAD for r in bad_readings)
+            assert coords["good"].state.polls >= 3  # its neighbour kept its rhythm
+            assert coords["good"].state.failures == 0
+            for key in fault:
+                setattr(bad.faults, key, getattr(type(bad.faults)(), key))
+            await asyncio.sleep(1.3)
+            last = [rs for rs in got if rs[0].device == "bad"][-1]
+            assert all(r.quality is Quality.GOOD for r in last)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await coords["good"].bus.close()
