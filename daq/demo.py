@@ -40,6 +40,7 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
     from gateway.storage import open_storage
     from simulators.dlt645_meter import Dlt645MeterSimulator
     from simulators.fleet import MeterFleet, MeterSpec
+    from simulators.instruments import InstrumentModel, ScpiDmmSimulator
 
     console = Console(stderr=False)
     var = _data_dir()
@@ -48,10 +49,13 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
         where = "private Mosquitto" if broker.private else "Mosquitto"
         console.print(f"[bold]daq demo[/]: {where} on {broker.host}:{broker.port}; data in {var}")
         specs = [MeterSpec(profile, 0, 1, seed, name=name) for profile, name, seed in DEMO_METERS]
-        async with MeterFleet(specs) as fleet, \
+        dmm = ScpiDmmSimulator(InstrumentModel(5.0, "V", offset=2e-5, noise=3e-6, decimals=6))
+        async with MeterFleet(specs) as fleet, dmm, \
                 Dlt645MeterSimulator(DLT645_ADDRESS, seed=4, transport="pty") as revenue:
+            _, dmm_port = await dmm.start_tcp()
             env = {"DAQ_VAR": str(var), "DAQ_MQTT_HOST": broker.host,
-                   "DAQ_MQTT_PORT": str(broker.port), "DAQ_DEMO_DLT645_PORT": revenue.path}
+                   "DAQ_MQTT_PORT": str(broker.port), "DAQ_DEMO_DLT645_PORT": revenue.path,
+                   "DAQ_DEMO_DMM_PORT": str(dmm_port)}
             for i, name in enumerate(fleet, start=1):
                 env[f"DAQ_DEMO_PORT_{i}"] = str(fleet[name].port)
             os.environ.update(env)
@@ -62,6 +66,7 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
                               f"on {sim.host}:{sim.port}")
             console.print(f"  simulated DL/T 645-2007 meter {DLT645_ADDRESS} 'grid-revenue' on "
                           f"{revenue.path}")
+            console.print(f"  simulated SCPI multimeter 'bench-dmm' on 127.0.0.1:{dmm_port}")
             storage = open_storage(loaded)
             ingest = Ingest(loaded, storage)
             ingest.start()

@@ -48,6 +48,7 @@ def test_demo_with_duration_exits_by_itself(tmp_path: Path, mqtt_broker: Any) ->
     assert "incomer" in out
     assert "furnace-1" in out
     assert "grid-revenue" in out  # the DL/T 645 meter on a pseudo-terminal
+    assert "bench-dmm" in out  # the SCPI multimeter
     assert (tmp_path / "historian.sqlite").exists()
 
 

@@ -112,3 +112,41 @@ async def test_identifier_outside_the_table_is_refused_before_sending(
         assert meter.requests == 0
     finally:
         await c.close()
+
+
+async def test_a_value_in_several_frames_is_joined_through_follow_up_reads() -> None:
+    """A meter answering with the "more frames follow" bit: the client asks with read
+    follow-up (0x12, frame sequence 1, 2 …) and joins the parts (each follow-up reply ends
+    with its sequence byte)."""
+    from drivers.dlt645 import Dlt645Decoder, encode_frame, reply_to
+    from drivers.dlt645.codec import READ_FOLLOWUP
+
+    parts = [bytes.fromhex("26 02"), bytes.fromhex("00 00")]
+    seen: list[int] = []
+
+    async def meter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = Dlt645Decoder()
+        while data := await reader.read(512):
+            for req in decoder.feed(data):
+                seen.append(req.function)
+                di = req.data[:4]
+                if req.function == READ_FOLLOWUP:
+                    seq = req.data[4]
+                    reply = reply_to(req, di + parts[seq] + bytes((seq,)),
+                                     more=seq < len(parts) - 1)
+                else:
+                    reply = reply_to(req, di + parts[0], more=True)
+                writer.write(encode_frame(reply))
+        writer.close()
+
+    server = await asyncio.start_server(meter, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    c = Dlt645Client(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.5)
+    try:
+        assert await c.read(ADDRESS, 0x00010000) == bytes.fromhex("26 02 00 00")
+        assert await c.read_value(ADDRESS, 0x00010000) == pytest.approx(2.26)
+        assert seen[:2] == [0x11, 0x12]
+    finally:
+        await c.close()
+        server.close()
+        await server.wait_closed()
