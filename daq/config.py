@@ -51,6 +51,9 @@ class _DeviceBase(_Strict):
     interval_ms: Annotated[int, Field(ge=10, le=86_400_000)] = 1000
     failures_before_backoff: Annotated[int, Field(ge=1)] = 3
     max_backoff_s: Annotated[float, Field(gt=0)] = 60.0
+    # flag readings uncertain ("stuck") when every value of this many polls in a row is
+    # identical — a frozen meter or converter; off by default (a quiet instrument is not stuck)
+    stuck_after: Annotated[int, Field(ge=2)] | None = None
     description: str = ""
 
 

@@ -104,6 +104,8 @@ class DeviceCoordinator:
         self.device = device
         self.sink = sink
         self.state = DeviceState()
+        self._last_values: tuple[object, ...] | None = None
+        self._same_polls = 0
 
     @property
     def meta(self) -> DeviceMeta:
@@ -118,11 +120,22 @@ class DeviceCoordinator:
             channels=tuple(ch.meta() for ch in self.profile.channels),
         )
 
+    def _stuck(self, results: list[ChannelResult]) -> bool:
+        """True when every value has been identical for ``stuck_after`` polls in a row."""
+        if self.config.stuck_after is None or any(r.error for r in results):
+            self._last_values, self._same_polls = None, 0
+            return False
+        values = tuple(r.value for r in results)
+        self._same_polls = self._same_polls + 1 if values == self._last_values else 1
+        self._last_values = values
+        return self._same_polls >= self.config.stuck_after
+
     def to_readings(self, results: list[ChannelResult]) -> list[Reading]:
         out = []
+        stuck = self._stuck(results)
         for r in results:
             ch = r.channel
-            uncertain = r.uncertain
+            uncertain = Reason.STUCK.value if stuck else r.uncertain
             if (uncertain is None and ch.range is not None and isinstance(r.value, int | float)
                     and not ch.range[0] <= r.value <= ch.range[1]):
                 uncertain = Reason.OUT_OF_RANGE.value  # kept and published, but flagged

@@ -46,7 +46,8 @@ gateways:
         serial: {{port: {sim.path}, baudrate: 115200}}
         timeout_ms: 100
         devices:
-          - {{id: steady, profile: sdm630, unit_id: 1, interval_ms: {INTERVAL_MS}}}
+          - {{id: steady, profile: sdm630, unit_id: 1, interval_ms: {INTERVAL_MS},
+             stuck_after: 3}}
           - {{id: faulty, profile: dtsu666, unit_id: 2, interval_ms: {INTERVAL_MS},
              failures_before_backoff: 2, max_backoff_s: 0.5}}
 """)
@@ -130,13 +131,18 @@ async def test_an_out_of_range_value_is_kept_but_flagged(line: Line) -> None:
     assert all(r.quality is Quality.GOOD for r in last_poll)
 
 
-async def test_a_stuck_meter_serves_the_same_values(line: Line) -> None:
-    """The fault is injectable; detecting a frozen value is the pipeline's job (not yet)."""
+async def test_a_stuck_meter_is_flagged_after_stuck_after_polls(line: Line) -> None:
     await asyncio.sleep(0.6)
+    assert all(r.quality is Quality.GOOD for r in line.got[-1])
     line.sim.meters[1].faults.stuck = True
     start = len(line.got)
-    await asyncio.sleep(0.8)
+    await asyncio.sleep(1.3)
     polls = [rs for rs in line.got[start:] if rs[0].device == "steady"]
-    assert len(polls) >= 2
-    values = {tuple(r.value for r in rs) for rs in polls[1:]}
-    assert len(values) == 1
+    assert len(polls) >= 4
+    assert len({tuple(r.value for r in rs) for rs in polls}) == 1  # frozen
+    assert all(r.quality is Quality.GOOD for r in polls[0])  # not yet: 2 identical polls
+    assert all(r.quality is Quality.UNCERTAIN and r.reason == "stuck" for r in polls[-1])
+    line.sim.meters[1].faults.stuck = False
+    await asyncio.sleep(0.6)
+    last = [rs for rs in line.got if rs[0].device == "steady"][-1]
+    assert all(r.quality is Quality.GOOD for r in last)
