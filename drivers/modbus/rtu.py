@@ -23,8 +23,11 @@ Behaviour
   decoder and the reply is used (counted in :attr:`RtuReader.discarded_bytes`).
 * Exception response → :class:`DeviceException`; code 6 (server busy) is retried up to
   ``retries_on_busy`` times, ``busy_delay_s`` apart.
-* A reply from another unit or for another function, or with the wrong number of
-  registers → :class:`DeviceProtocolError`.
+* A frame from another unit or for another function during a transaction (a late reply to a
+  request that timed out, cross-talk) is not taken: the transaction waits on for its own
+  reply, so a slow neighbour cannot break the next unit's read. If only such frames come,
+  the timeout becomes a :class:`DeviceProtocolError` naming who answered. A reply with the
+  wrong number of registers → :class:`DeviceProtocolError`.
 * The port cannot be opened, or vanishes (EOF/EIO) → :class:`DeviceConnectionError`; the
   link is dropped and reopened by the next call.
 * Unit 0 (broadcast) cannot be read: nobody answers a broadcast → :class:`DeviceProtocolError`.
@@ -120,6 +123,8 @@ class RtuReader:
         # statistics
         self.transactions = 0
         self.stray_frames = 0
+        self._expect: tuple[int, int] | None = None  # (unit, function) awaited
+        self._foreign: list[Frame] = []  # frames seen during the transaction that were not ours
         self.discarded_bytes = 0
 
     @property
@@ -188,10 +193,14 @@ class RtuReader:
                 self.discarded_bytes += self._decoder.discarded - before
                 for frame in frames:
                     waiter = self._waiter
-                    if waiter is not None and not waiter.done():
+                    if waiter is not None and not waiter.done() and self._matches(frame):
                         waiter.set_result(frame)
                     else:
+                        # a late reply to an earlier request, another master, cross-talk:
+                        # not ours; the transaction keeps waiting for its own reply
                         self.stray_frames += 1
+                        if waiter is not None:
+                            self._foreign.append(frame)
             exc: BaseException = _LinkLost("end of stream (port closed or vanished)")
         except (OSError, ConnectionError) as err:
             exc = _LinkLost(f"{type(err).__name__}: {err}")
@@ -244,6 +253,8 @@ class RtuReader:
         self._decoder = RtuDecoder(role="client")  # drop any half frame of earlier traffic
         self._rx_bytes = 0
         waiter: asyncio.Future[Frame] = loop.create_future()
+        self._expect = (request.unit, request.function)
+        self._foreign = []
         self._waiter = waiter
         where = f"{self.description} unit {request.unit}"
         try:
@@ -258,6 +269,14 @@ class RtuReader:
             received = self._rx_bytes
             self._decoder = RtuDecoder(role="client")
             what = f"FC{request.function} 0x{request.address:04X}+{request.count}"
+            if self._foreign:
+                seen = ", ".join(sorted({f"unit {f.unit} FC{f.function}"
+                                         for f in self._foreign
+                                         if isinstance(f, ReadResponse | ExceptionResponse)}))
+                raise DeviceProtocolError(
+                    f"{where}: no answer to {what} within {self.timeout_s} s; only frames "
+                    f"for others were seen: reply from {seen or 'an unknown sender'}"
+                ) from exc
             if received:
                 raise DeviceProtocolError(
                     f"{where}: no valid frame in answer to {what} within {self.timeout_s} s; "
@@ -271,8 +290,14 @@ class RtuReader:
             raise DeviceConnectionError(f"{where}: link lost ({exc})") from exc
         finally:
             self._waiter = None
+            self._expect = None
         self.transactions += 1
         return self._check(request, reply, where)
+
+    def _matches(self, frame: Frame) -> bool:
+        expect = self._expect
+        return (expect is not None and isinstance(frame, ReadResponse | ExceptionResponse)
+                and frame.unit == expect[0] and frame.function == expect[1])
 
     @staticmethod
     def _check(request: ReadRequest, reply: Frame, where: str) -> ReadResponse | ExceptionResponse:

@@ -78,6 +78,11 @@ def exception_unit_2(line: Line) -> Callable[[], None]:
     return lambda: setattr(line.sim.meters[2].faults, "exception_code", None)
 
 
+def late_unit_2(line: Line) -> Callable[[], None]:
+    line.sim.meters[2].faults.delay_s = 0.15  # answers after the 100 ms timeout
+    return lambda: setattr(line.sim.meters[2].faults, "delay_s", 0.0)
+
+
 def corrupt_every_reply(line: Line) -> Callable[[], None]:
     line.sim.faults.corrupt_crc = 10**9  # every reply, both units
     return lambda: setattr(line.sim.faults, "corrupt_crc", 0)
@@ -86,6 +91,7 @@ def corrupt_every_reply(line: Line) -> Callable[[], None]:
 @pytest.mark.parametrize(("fault", "reason", "steady_affected"), [
     (silence_unit_2, "timeout", False),
     (exception_unit_2, "device_exception", False),
+    (late_unit_2, "timeout", False),
     (corrupt_every_reply, "protocol", True),
 ])
 async def test_fault_on_a_shared_line(line: Line, fault: Callable[[Line], Callable[[], None]],
@@ -146,3 +152,12 @@ async def test_a_stuck_meter_is_flagged_after_stuck_after_polls(line: Line) -> N
     await asyncio.sleep(0.6)
     last = [rs for rs in line.got if rs[0].device == "steady"][-1]
     assert all(r.quality is Quality.GOOD for r in last)
+
+
+async def test_garbage_on_the_line_before_replies_is_skipped(line: Line) -> None:
+    line.sim.faults.garbage = b"\x00\xff\x13\x37noise"
+    start = len(line.got)
+    await asyncio.sleep(1.0)
+    polls = line.got[start:]
+    assert {rs[0].device for rs in polls} == {"steady", "faulty"}
+    assert all(r.quality is Quality.GOOD for rs in polls for r in rs)
