@@ -287,6 +287,8 @@ class Dlt645LineSimulator:
         finally:
             self._tasks.discard(task)
             writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()  # closed before the loop is, not by the GC later
 
 
 def _encode_clamped(spec: DataSpec, value: float) -> bytes:

@@ -9,6 +9,7 @@ error with the meter's error byte; silence is a timeout, after which the decoder
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
 
@@ -60,6 +61,8 @@ class Dlt645Client:
         streams, self._streams = self._streams, None
         if streams is not None:
             streams[1].close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await streams[1].wait_closed()
 
     async def _connect(self) -> Streams:
         if self._streams is None:

@@ -123,8 +123,12 @@ async def test_a_value_in_several_frames_is_joined_through_follow_up_reads() -> 
 
     parts = [bytes.fromhex("26 02"), bytes.fromhex("00 00")]
     seen: list[int] = []
+    handlers: list[asyncio.Task[None]] = []
 
     async def meter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
         decoder = Dlt645Decoder()
         while data := await reader.read(512):
             for req in decoder.feed(data):
@@ -149,4 +153,5 @@ async def test_a_value_in_several_frames_is_joined_through_follow_up_reads() -> 
     finally:
         await c.close()
         server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers), 2)  # each closes its writer
         await server.wait_closed()
