@@ -8,12 +8,10 @@ scaled in float64 exactly as the gateway does it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from gateway.ingest import Ingest
 from gateway.service import GatewayService
 from gateway.storage import open_storage
 from simulators.fleet import MeterFleet, MeterSpec
+from tests.integration.pathrun import run_path
 
 pytestmark = pytest.mark.services
 
@@ -78,33 +77,6 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     specs = [MeterSpec(p, 0, 1, seed, name=n) for seed, (p, n) in enumerate(METERS)]
     async with MeterFleet(specs) as fleet:
         yield Site(fleet, f"t{uuid.uuid4().hex[:10]}", tmp_path)
-
-
-async def run_path(loaded: LoadedConfig, polls: int,
-                   others: Sequence[Ingest] = ()) -> tuple[GatewayService, Ingest]:
-    """Run ingest + gateway until every device has been polled ``polls`` times; drain.
-    ``others``: ingests already running that share the work."""
-    ingest = Ingest(loaded, open_storage(loaded))
-    ingest.start()
-    assert await asyncio.to_thread(ingest.wait_subscribed, 10), "ingest did not subscribe"
-    gw = GatewayService(loaded)
-    task = asyncio.create_task(gw.run())
-    deadline = time.monotonic() + 30
-    while min(c.state.polls for c in gw.coordinators) < polls:
-        assert time.monotonic() < deadline, "gateway did not reach the poll count"
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    deadline = time.monotonic() + 10
-    def written() -> int:
-        return sum(i.stats.written_readings for i in (ingest, *others))
-
-    while written() < gw.acquired:
-        assert time.monotonic() < deadline, f"only {written()} of {gw.acquired} readings stored"
-        await asyncio.sleep(0.02)
-    await asyncio.to_thread(ingest.stop)
-    return gw, ingest
 
 
 def check_against_truth(site: Site, gw: GatewayService,

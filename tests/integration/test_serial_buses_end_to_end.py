@@ -4,9 +4,6 @@ gateway and stored via Mosquitto — checked against the simulators' truth."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,12 +12,10 @@ import pytest
 
 from daq.config import load_config
 from daq.profiles import load_modbus_profile
-from gateway.ingest import Ingest
-from gateway.service import GatewayService
-from gateway.storage import open_storage
 from gateway.storage.historian import HistorianStorage
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.modbus_rtu import RtuBusSimulator
+from tests.integration.pathrun import run_path
 
 pytestmark = pytest.mark.services
 
@@ -57,22 +52,7 @@ ingest: {{subscription: "daq/{ent}/#", spool: spool.sqlite, dead_letter: dead.sq
 storage: {{kind: historian, path: h.sqlite}}
 """)
         loaded = load_config(site)
-        ingest = Ingest(loaded, open_storage(loaded))
-        ingest.start()
-        assert await asyncio.to_thread(ingest.wait_subscribed, 10)
-        gw = GatewayService(loaded)
-        task = asyncio.create_task(gw.run())
-        deadline = time.monotonic() + 20
-        while min(c.state.polls for c in gw.coordinators) < 3:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        while ingest.stats.written_readings < gw.acquired:
-            assert time.monotonic() < deadline + 10
-            await asyncio.sleep(0.02)
-        await asyncio.to_thread(ingest.stop)
+        gw, _ = await run_path(loaded, 3)
     hist = HistorianStorage(loaded.resolve("h.sqlite"))
     try:
         for coord in gw.coordinators:
