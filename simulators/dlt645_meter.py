@@ -20,8 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from drivers.dlt645.codec import (
     BROADCAST,
@@ -41,6 +40,7 @@ from drivers.dlt645.codec import (
 )
 from simulators.meter import MeterModel, ThreePhaseLoad
 from simulators.pty import PtyEndpoint
+from simulators.served import Served
 
 NO_SUCH_DATA = 0x02
 
@@ -86,7 +86,7 @@ class Dlt645Faults:
     wakeup: int = 4  # FE bytes before each reply (0–4)
 
 
-class Dlt645MeterSimulator:
+class Dlt645MeterSimulator(Served):
     def __init__(self, address: str, *, seed: int = 0, model: MeterModel | None = None,
                  transport: Literal["tcp", "pty"] = "tcp", host: str = "127.0.0.1",
                  port: int = 0, history: int = 100_000) -> None:
@@ -175,13 +175,6 @@ class Dlt645MeterSimulator:
         if line is not None:
             await line.stop()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.stop()
 
     def reply_bytes(self, request: Frame) -> bytes:
         """What goes on the wire in answer to ``request`` (faults applied); b"" for none."""
@@ -197,7 +190,7 @@ class Dlt645MeterSimulator:
 
 
 
-class Dlt645LineSimulator:
+class Dlt645LineSimulator(Served):
     """Several DL/T 645 meters on one RS-485 line, served over TCP (a converter) or a pty.
 
     Every meter sees every frame; those addressed answer (on a real line two answers to a
@@ -252,13 +245,6 @@ class Dlt645LineSimulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await server.wait_closed()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.stop()
 
     def replies(self, request: Frame) -> bytes:
         return b"".join(m.reply_bytes(request) for m in self.meters)

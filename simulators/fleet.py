@@ -10,11 +10,10 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from daq.profiles import Profile, load_modbus_profile, profile_dirs
 from simulators.modbus_meter import ModbusMeterSimulator
+from simulators.served import Served
 
 HOST = "127.0.0.1"
 
@@ -34,7 +33,7 @@ class MeterSpec:
     name: str | None = None
 
 
-class MeterFleet:
+class MeterFleet(Served):
     """Meters started and stopped together; ``fleet[name]`` is one simulator.
 
     Profiles are looked up in ``extra_profile_dirs`` first, then in the built-in
@@ -84,17 +83,6 @@ class MeterFleet:
         for sim in self.simulators.values():
             await sim.stop()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def serve_forever(

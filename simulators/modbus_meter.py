@@ -38,8 +38,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from daq.model import Value
 from daq.profiles import DataType, ModbusChannel, Profile
@@ -59,6 +58,7 @@ from drivers.modbus.codec import (
     engineering_value,
 )
 from simulators.meter import MeterModel, ThreePhaseLoad
+from simulators.served import Served
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_DATA_ADDRESS = 2
@@ -135,7 +135,7 @@ class _Slot:
         return registers, engineering_value(decoded, ch.scale, ch.offset)
 
 
-class ModbusMeterSimulator:
+class ModbusMeterSimulator(Served):
     """An energy meter on Modbus TCP, serving ``profile``'s channels from a physical model.
 
     ``model`` defaults to ``ThreePhaseLoad(seed)``. Channels the model does not produce read
@@ -216,17 +216,6 @@ class ModbusMeterSimulator:
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- truth ------------------------------------------------------------------------------
 

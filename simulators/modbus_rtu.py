@@ -26,8 +26,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from drivers.modbus.codec import (
     ExceptionResponse,
@@ -40,6 +39,7 @@ from drivers.modbus.codec import (
 from drivers.transport import SerialSettings
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.pty import PtyEndpoint
+from simulators.served import Served
 
 __all__ = ["BusFaults", "RtuBusSimulator"]
 
@@ -71,7 +71,7 @@ class BusFaults:
 Send = Callable[[bytes], None]
 
 
-class RtuBusSimulator:
+class RtuBusSimulator(Served):
     """Several meters on one simulated Modbus RTU line; an async context manager."""
 
     def __init__(
@@ -163,17 +163,6 @@ class RtuBusSimulator:
         self._path = None
         self._port = None
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _spawn(self, coro: Coroutine[None, None, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
