@@ -97,6 +97,8 @@ class ModbusTcpBus(_Strict):
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     timeout_ms: Annotated[int, Field(ge=1)] = 1000
+    retries_on_busy: Annotated[int, Field(ge=0)] = 0
+    pause_after_connect_ms: Annotated[int, Field(ge=0)] = 0
     devices: list[Device]
 
     @property

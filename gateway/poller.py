@@ -288,7 +288,9 @@ def _serial_opener(line: SerialLine) -> Callable[[], Awaitable[Streams]]:
 
 def _register_reader(bus: ModbusTcpBus | ModbusRtuBus | ModbusRtuTcpBus) -> RegisterReader:
     if isinstance(bus, ModbusTcpBus):
-        return PymodbusTcpReader(bus.host, bus.port, bus.timeout_ms / 1000)
+        return PymodbusTcpReader(bus.host, bus.port, bus.timeout_ms / 1000,
+                                 retries_on_busy=bus.retries_on_busy,
+                                 pause_after_connect_s=bus.pause_after_connect_ms / 1000)
     link: TransportSettings = (
         _serial(bus.serial) if isinstance(bus, ModbusRtuBus)
         else TcpSettings(bus.host, bus.port, _serial(bus.serial) if bus.serial else None))

@@ -59,6 +59,8 @@ class RegisterReader(Protocol):
 # ---------------------------------------------------------------------------------------------
 # pymodbus transport
 
+SERVER_BUSY = 6  # Modbus exception code: retry later
+
 
 class PymodbusTcpReader:
     """:class:`RegisterReader` over pymodbus 3.16's ``AsyncModbusTcpClient``.
@@ -68,12 +70,17 @@ class PymodbusTcpReader:
     failure the client is discarded and a fresh one is made on the next call.
     """
 
-    def __init__(self, host: str, port: int = 502, timeout_s: float = 1.0) -> None:
+    def __init__(self, host: str, port: int = 502, timeout_s: float = 1.0, *,
+                 retries_on_busy: int = 0, busy_delay_s: float = 0.1,
+                 pause_after_connect_s: float = 0.0) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
+        self.retries_on_busy = retries_on_busy  # exception 6 "server device busy"
+        self.busy_delay_s = busy_delay_s
+        self.pause_after_connect_s = pause_after_connect_s
         self._client: AsyncModbusTcpClient | None = None
         self._lost = False  # set when the connection dropped while this client was in use
 
@@ -110,6 +117,8 @@ class PymodbusTcpReader:
         if not ok or not client.connected:
             self._discard()
             raise DeviceConnectionError(f"cannot connect to {self.host}:{self.port}")
+        if self.pause_after_connect_s:
+            await asyncio.sleep(self.pause_after_connect_s)  # devices that need a moment
 
     async def close(self) -> None:
         self._discard()
@@ -136,6 +145,17 @@ class PymodbusTcpReader:
             future.set_exception(ConnectionResetError("connection lost"))
 
     async def read_registers(self, unit: int, function: int, address: int, count: int) -> list[int]:
+        attempt = 0
+        while True:
+            try:
+                return await self._read_once(unit, function, address, count)
+            except DeviceException as exc:
+                if exc.code != SERVER_BUSY or attempt >= self.retries_on_busy:
+                    raise
+                attempt += 1
+                await asyncio.sleep(self.busy_delay_s)
+
+    async def _read_once(self, unit: int, function: int, address: int, count: int) -> list[int]:
         if not self.connected:
             await self.connect()
         client = self._client

@@ -299,3 +299,39 @@ async def test_pause_between_requests() -> None:
         results = await dev.poll()
         assert time.monotonic() - t0 >= 0.05
     assert all(r.ok for r in results)
+
+
+async def test_busy_is_retried_and_pause_after_connect_is_kept() -> None:
+    """Exception 6 (server device busy) is retried ``retries_on_busy`` times; a device that
+    needs a moment after the connection gets ``pause_after_connect_s``."""
+    from daq.profiles import load_modbus_profile
+    from drivers.errors import DeviceException
+    from simulators.modbus_meter import ModbusMeterSimulator
+
+    sim = ModbusMeterSimulator(load_modbus_profile("sdm630"))
+    async with sim:
+        sim.faults.exception_code = 6
+        strict = PymodbusTcpReader("127.0.0.1", sim.port, 0.5)
+        patient = PymodbusTcpReader("127.0.0.1", sim.port, 0.5, retries_on_busy=5,
+                                    busy_delay_s=0.05, pause_after_connect_s=0.2)
+        try:
+            with pytest.raises(DeviceException) as info:
+                await strict.read_registers(1, 4, 0, 2)
+            assert info.value.code == 6
+
+            async def not_busy_soon() -> None:
+                await asyncio.sleep(0.3)
+                sim.faults.exception_code = None
+
+            clear = asyncio.create_task(not_busy_soon())
+            t0 = asyncio.get_running_loop().time()
+            assert len(await patient.read_registers(1, 4, 0, 2)) == 2
+            assert asyncio.get_running_loop().time() - t0 >= 0.3  # waited out the busy spell
+            await clear
+            t0 = asyncio.get_running_loop().time()
+            await patient.close()
+            await patient.read_registers(1, 4, 0, 2)  # reconnects: pauses first
+            assert asyncio.get_running_loop().time() - t0 >= 0.2
+        finally:
+            await strict.close()
+            await patient.close()
