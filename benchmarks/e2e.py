@@ -310,7 +310,8 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
         "match": stored_total == gf["acquired"],
         "ticks_due": ticks_due,
         "polls": polls,
-        "missed_ticks": ticks_due - polls,
+        # counted by the pollers themselves (ticks skipped after an overrun)
+        "missed_ticks": g1["missed_ticks"] - g0["missed_ticks"],
         "failed_polls": g1["failures"] - g0["failures"],
         "outbox_at_end": g1["outbox"],
         "left_in_outbox_at_stop": gf["left_in_outbox"],

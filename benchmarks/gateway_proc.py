@@ -41,6 +41,7 @@ def snapshot(svc: GatewayService, kind: str) -> dict[str, Any]:
         "acquired": svc.acquired,
         "polls": sum(c.state.polls for c in svc.coordinators),
         "failures": sum(c.state.failures for c in svc.coordinators),
+        "missed_ticks": sum(c.state.missed_ticks for c in svc.coordinators),
         "published": svc.publisher.published,
         "acknowledged": svc.publisher.acknowledged,
         "outbox": backlog,

@@ -69,6 +69,7 @@ class DeviceState:
     last_error: str | None = None
     polls: int = 0
     failures: int = 0
+    missed_ticks: int = 0  # due ticks not polled because a poll overran its interval
 
 
 class PolledDevice(Protocol):
@@ -214,7 +215,11 @@ class DeviceCoordinator:
                 raise asyncio.CancelledError
             await self.sink(readings)
             # never the same tick twice, even if the sleep woke a little early
-            target = next_tick_ns(max(time.time_ns(), target), interval_ns, self.backoff_ticks())
+            backoff = self.backoff_ticks()
+            following = next_tick_ns(max(time.time_ns(), target), interval_ns, backoff)
+            # ticks skipped because the poll (or the queue) overran, not by back-off
+            self.state.missed_ticks += max(0, (following - target) // interval_ns - 1 - backoff)
+            target = following
 
 
 def build_coordinators(
