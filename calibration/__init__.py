@@ -1,8 +1,9 @@
 """calibration: pure, synchronous metrology maths — correction models (offset, gain/offset,
-polynomial, piecewise-linear table, Callendar–Van Dusen) and GUM uncertainty evaluation.
+polynomial, piecewise-linear table, Callendar–Van Dusen) and GUM uncertainty evaluation; and
+calibration records (instruments, certificates, verifications) with their audited registry.
 
-No I/O, no asyncio: functions from numbers and certificates to numbers with uncertainty,
-vectorised with numpy.
+No I/O outside ``records.load_records`` and ``registry``, no asyncio: functions from numbers
+and certificates to numbers with uncertainty, vectorised with numpy.
 """
 
 from calibration.models import (
@@ -17,6 +18,17 @@ from calibration.models import (
     fit_polynomial,
     model_from_dict,
 )
+from calibration.records import (
+    Accuracy,
+    Certificate,
+    Instrument,
+    Point,
+    Range,
+    RecordSet,
+    VerificationRecord,
+    load_records,
+)
+from calibration.registry import AuditEntry, Registry, RegistryError
 from calibration.uncertainty import (
     Budget,
     Contribution,
@@ -34,22 +46,33 @@ from calibration.uncertainty import (
 )
 
 __all__ = [
+    "Accuracy",
+    "AuditEntry",
     "Budget",
+    "Certificate",
     "Contribution",
     "CorrectionModel",
     "Distribution",
     "GainOffset",
+    "Instrument",
     "ModelError",
     "Offset",
     "PiecewiseLinear",
+    "Point",
     "Polynomial",
+    "Range",
+    "RecordSet",
+    "Registry",
+    "RegistryError",
     "UncertaintyError",
+    "VerificationRecord",
     "combine",
     "coverage_factor",
     "cvd_resistance",
     "cvd_temperature",
     "drift_u",
     "fit_polynomial",
+    "load_records",
     "model_from_dict",
     "reading_uncertainty",
     "rectangular_u",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -212,6 +213,124 @@ def simulate_all(spec_file: str) -> None:
     except OSError as exc:
         click.echo(f"cannot serve: {exc}", err=True)
         sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+def _registry_path_default() -> str:
+    return os.environ.get("DAQ_REGISTRY") or "var/registry.sqlite"
+
+
+def _who() -> str:
+    import getpass
+
+    return os.environ.get("DAQ_USER") or getpass.getuser()
+
+
+_registry_option = click.option(
+    "--registry", "registry_path", default=None, type=click.Path(dir_okay=False),
+    help="Registry file (default: $DAQ_REGISTRY or var/registry.sqlite).")
+
+
+def _open_registry(path: str | None, create: bool = False) -> Any:
+    from calibration.registry import Registry, RegistryError
+
+    try:
+        return Registry(path or _registry_path_default(), create=create)
+    except RegistryError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@main.group()
+def cert() -> None:
+    """Calibration records: instruments, certificates, verifications."""
+
+
+@cert.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_registry_option
+@click.option("--why", default=None, help="Reason recorded in the audit log.")
+def cert_import(file: str, registry_path: str | None, why: str | None) -> None:
+    """Check FILE (YAML or JSON with instruments, certificates, verifications) and put its
+    records into the registry, all or nothing. Errors: FILE:LINE: field: message, exit 2."""
+    from calibration.records import load_records
+    from calibration.registry import RegistryError
+
+    with _open_registry(registry_path, create=True) as reg:
+        try:
+            records = load_records(file, reg.get)
+            entries = reg.import_records(records, _who(), why or f"import {file}")
+        except SourceErrors as exc:
+            for err in exc.errors:
+                click.echo(str(err), err=True)
+            sys.exit(EXIT_CONFIG)
+        except RegistryError as exc:
+            click.echo(f"{file}: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        click.echo(f"{file}: {len(records.records())} records, {len(entries)} changed "
+                   f"({reg.path})")
+
+
+@cert.command("list")
+@_registry_option
+def cert_list(registry_path: str | None) -> None:
+    """List the certificates in the registry."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from calibration.records import Certificate
+
+    with _open_registry(registry_path) as reg:
+        table = Table()
+        for name in ("certificate", "instrument", "calibrated", "expires", "references"):
+            table.add_column(name, no_wrap=True)
+        table.add_column("points", justify="right")
+        table.add_column("laboratory")
+        for c in reg.list("certificate"):
+            assert isinstance(c, Certificate)
+            table.add_row(c.id, c.instrument, str(c.calibration_date), str(c.expires),
+                          ", ".join(c.reference_certificates) or "—", str(len(c.points)),
+                          c.laboratory)
+        console = Console()
+        if not console.is_terminal:  # piped: do not squeeze ids into 80 columns
+            console = Console(width=200)
+        console.print(table)
+
+
+@cert.command("show")
+@click.argument("cert_id", metavar="ID")
+@_registry_option
+def cert_show(cert_id: str, registry_path: str | None) -> None:
+    """Print certificate ID as JSON, with the SHA-256 of its canonical JSON."""
+    import json
+
+    from calibration.registry import sha256_text
+
+    with _open_registry(registry_path) as reg:
+        text = reg.raw_json("certificate", cert_id)
+        if text is None:
+            click.echo(f"no certificate {cert_id!r} in {reg.path}", err=True)
+            sys.exit(1)
+        click.echo(json.dumps(json.loads(text), indent=2, ensure_ascii=False))
+        click.echo(f"sha256: {sha256_text(text)}")
+
+
+@main.group()
+def audit() -> None:
+    """The registry's audit log."""
+
+
+@audit.command("verify")
+@_registry_option
+def audit_verify(registry_path: str | None) -> None:
+    """Check the audit chain and the records against it; exit 1 on the first broken entry."""
+    with _open_registry(registry_path) as reg:
+        problems = reg.verify()
+        if problems:
+            for p in problems:
+                click.echo(p, err=True)
+            sys.exit(1)
+        click.echo(f"audit log intact: {len(reg.audit())} entries (head {reg.head()})")
 
 
 # ---------------------------------------------------------------------------------------------

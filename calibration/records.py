@@ -1,0 +1,320 @@
+"""Calibration records as data: instruments, calibration certificates and verification records.
+
+Each record is a frozen pydantic model that forbids unknown fields; a records file (YAML or
+JSON) holds three lists, ``instruments:``, ``certificates:`` and ``verifications:``. Field by
+field documentation: ``docs/calibration-records.md``.
+
+Checks that need more than one record (a certificate names a known instrument, its reference
+certificates exist, only a national standard's certificate may have no references) live in
+:func:`cross_check`, which the file loader and the registry share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from calibration.models import ModelError, model_from_dict
+from daq.yamlsrc import Located, Path_, SourceError, SourceErrors, load_yaml, validation_errors
+
+Kind = Literal["instrument", "certificate", "verification"]
+KINDS: tuple[Kind, ...] = ("instrument", "certificate", "verification")
+Role = Literal["working", "reference", "national_standard"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Range(_Record):
+    """Measuring range of an instrument, in its unit."""
+
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.min < self.max:
+            raise ValueError(f"range min {self.min} must be below max {self.max}")
+        return self
+
+
+class Accuracy(_Record):
+    """Either an accuracy class name (``class: "0.5S"``) or a maximum permissible error
+    ``MPE = ±(a_pct_reading % of reading + b_pct_range % of range)``."""
+
+    class_: str | None = Field(default=None, alias="class", min_length=1)
+    a_pct_reading: float | None = Field(default=None, ge=0)
+    b_pct_range: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Accuracy:
+        mpe = (self.a_pct_reading, self.b_pct_range)
+        if self.class_ is not None:
+            if mpe != (None, None):
+                raise ValueError("give either class or a_pct_reading/b_pct_range, not both")
+        elif None in mpe:
+            raise ValueError("give class, or both a_pct_reading and b_pct_range")
+        return self
+
+
+class Instrument(_Record):
+    """One measuring instrument or standard."""
+
+    kind: ClassVar[Kind] = "instrument"
+
+    id: str = Field(min_length=1)
+    maker: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    serial: str = Field(min_length=1)
+    quantity: str = Field(min_length=1)
+    unit: str = Field(min_length=1)
+    range: Range
+    resolution: float = Field(gt=0)
+    accuracy: Accuracy
+    owner: str = Field(min_length=1, description="enterprise id of the owner")
+    location: str = Field(min_length=1)
+    role: Role
+    mandatory_verification: bool
+
+    @property
+    def record_id(self) -> str:
+        return self.id
+
+
+class Point(_Record):
+    """One calibration point: error = indicated − reference, expanded uncertainty U = k·u."""
+
+    nominal: float
+    reference: float
+    indicated: float
+    error: float
+    U: float = Field(gt=0)
+    k: float = Field(gt=0)
+
+
+class Certificate(_Record):
+    """A calibration certificate of one instrument."""
+
+    kind: ClassVar[Kind] = "certificate"
+
+    id: str = Field(min_length=1)
+    instrument: str = Field(min_length=1)
+    laboratory: str = Field(min_length=1)
+    accreditation: str = Field(min_length=1)
+    calibration_date: dt.date
+    valid_until: dt.date | None = None
+    interval_days: int | None = Field(default=None, gt=0)
+    reference_certificates: list[str] = Field(default_factory=list)
+    points: list[Point] = Field(min_length=1)
+    model: dict[str, Any]
+    conformity: str
+    environment: dict[str, str | int | float] = Field(default_factory=dict)
+
+    @field_validator("model")
+    @classmethod
+    def _model_builds(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            model_from_dict(v)
+        except (ModelError, ValueError) as exc:
+            raise ValueError(f"not a correction model: {exc}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _validity(self) -> Certificate:
+        if (self.valid_until is None) == (self.interval_days is None):
+            raise ValueError("give exactly one of valid_until and interval_days")
+        if self.valid_until is not None and self.valid_until <= self.calibration_date:
+            raise ValueError(f"valid_until {self.valid_until} must be after "
+                             f"calibration_date {self.calibration_date}")
+        if len(set(self.reference_certificates)) != len(self.reference_certificates):
+            raise ValueError("reference_certificates lists a certificate twice")
+        if self.id in self.reference_certificates:
+            raise ValueError("a certificate cannot reference itself")
+        return self
+
+    @property
+    def record_id(self) -> str:
+        return self.id
+
+    @property
+    def expires(self) -> dt.date:
+        """The last day of validity (``valid_until`` or date + interval)."""
+        if self.valid_until is not None:
+            return self.valid_until
+        assert self.interval_days is not None
+        return self.calibration_date + dt.timedelta(days=self.interval_days)
+
+
+class VerificationRecord(_Record):
+    """A (legal) verification of one instrument; ``record_number`` is its id."""
+
+    kind: ClassVar[Kind] = "verification"
+
+    instrument: str = Field(min_length=1)
+    date: dt.date
+    result: Literal["pass", "fail"]
+    authority: str = Field(min_length=1)
+    record_number: str = Field(min_length=1)
+    next_due: dt.date
+
+    @model_validator(mode="after")
+    def _due_later(self) -> VerificationRecord:
+        if self.next_due <= self.date:
+            raise ValueError(f"next_due {self.next_due} must be after date {self.date}")
+        return self
+
+    @property
+    def record_id(self) -> str:
+        return self.record_number
+
+
+Record = Instrument | Certificate | VerificationRecord
+MODELS: dict[Kind, type[Instrument] | type[Certificate] | type[VerificationRecord]] = {
+    "instrument": Instrument,
+    "certificate": Certificate,
+    "verification": VerificationRecord,
+}
+
+
+class RecordSet(_Record):
+    """The content of a records file or of a registry export."""
+
+    instruments: list[Instrument] = Field(default_factory=list)
+    certificates: list[Certificate] = Field(default_factory=list)
+    verifications: list[VerificationRecord] = Field(default_factory=list)
+
+    def records(self) -> list[Record]:
+        return [*self.instruments, *self.certificates, *self.verifications]
+
+
+def canonical_json(data: Any) -> str:
+    """The one byte-exact JSON form that hashes are computed over."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def record_json(record: Record) -> str:
+    return canonical_json(record.model_dump(mode="json", by_alias=True))
+
+
+def parse_record(kind: Kind, data: Any) -> Record:
+    return MODELS[kind].model_validate(data)
+
+
+Lookup = Callable[[Kind, str], Record | None]
+
+_LIST_OF: dict[Kind, str] = {
+    "instrument": "instruments", "certificate": "certificates", "verification": "verifications",
+}
+
+
+def cross_check(records: RecordSet, known: Lookup | None = None) -> list[tuple[Path_, str]]:
+    """Problems between records, as (path in the records file, message).
+
+    A name is resolved in ``records`` first, then through ``known`` (e.g. a registry).
+    """
+    problems: list[tuple[Path_, str]] = []
+    local: dict[tuple[Kind, str], Record] = {}
+    seen: dict[Kind, int] = dict.fromkeys(KINDS, 0)
+    for rec in records.records():
+        i = seen[rec.kind]
+        seen[rec.kind] += 1
+        key = (rec.kind, rec.record_id)
+        if key in local:
+            problems.append(((_LIST_OF[rec.kind], i),
+                             f"duplicate {rec.kind} id {rec.record_id!r}"))
+        local[key] = rec
+
+    def find(kind: Kind, rid: str) -> Record | None:
+        rec = local.get((kind, rid))
+        if rec is None and known is not None:
+            rec = known(kind, rid)
+        return rec
+
+    for i, cert in enumerate(records.certificates):
+        inst = find("instrument", cert.instrument)
+        if inst is None:
+            problems.append((("certificates", i, "instrument"),
+                             f"unknown instrument {cert.instrument!r}"))
+        for j, ref in enumerate(cert.reference_certificates):
+            if find("certificate", ref) is None:
+                problems.append((("certificates", i, "reference_certificates", j),
+                                 f"unknown certificate {ref!r}"))
+        if not cert.reference_certificates and isinstance(inst, Instrument) \
+                and inst.role != "national_standard":
+            problems.append((("certificates", i, "reference_certificates"),
+                             f"empty, but instrument {inst.id!r} is a {inst.role} instrument; "
+                             "only a national standard's certificate has no references"))
+    for i, ver in enumerate(records.verifications):
+        if find("instrument", ver.instrument) is None:
+            problems.append((("verifications", i, "instrument"),
+                             f"unknown instrument {ver.instrument!r}"))
+    try:
+        dependency_order(records.certificates)
+    except ValueError as exc:
+        problems.append((("certificates",), str(exc)))
+    return problems
+
+
+def load_records(file: str | Path, known: Lookup | None = None) -> RecordSet:
+    """Load and check a records file (YAML, or JSON if its name ends in ``.json``).
+
+    Raises :class:`daq.yamlsrc.SourceErrors` with ``FILE:LINE: field: message`` errors.
+    """
+    loc = load_yaml(file, env={})
+    if Path(file).suffix.lower() == ".json":
+        # same structure, so the line map stays valid; but JSON's own number rules
+        # (YAML 1.1 reads 1e-05 as a string)
+        try:
+            loc.data = json.loads(Path(file).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SourceErrors([SourceError(str(file), exc.lineno, "",
+                                            f"JSON error: {exc.msg}")]) from exc
+    return records_from_located(loc, known)
+
+
+def records_from_located(loc: Located, known: Lookup | None = None) -> RecordSet:
+    if not isinstance(loc.data, dict):
+        raise SourceErrors([loc.error((), "expected a mapping with instruments, certificates "
+                                          "and verifications lists")])
+    try:
+        records = RecordSet.model_validate(loc.data)
+    except ValidationError as exc:
+        raise SourceErrors(validation_errors(exc, loc)) from exc
+    problems = cross_check(records, known)
+    if problems:
+        errors: list[SourceError] = [loc.error(p, m) for p, m in problems]
+        raise SourceErrors(sorted(errors, key=lambda e: e.line))
+    return records
+
+
+def dependency_order(certificates: list[Certificate]) -> list[Certificate]:
+    """Certificates ordered so that each comes after the certificates it references (those
+    outside the list are taken as already known). Raises ValueError on a cycle."""
+    by_id = {c.id: c for c in certificates}
+    done: set[str] = set()
+    out: list[Certificate] = []
+    visiting: set[str] = set()
+
+    def visit(c: Certificate) -> None:
+        if c.id in done:
+            return
+        if c.id in visiting:
+            raise ValueError(f"certificate {c.id!r} references itself through a cycle")
+        visiting.add(c.id)
+        for ref in c.reference_certificates:
+            if ref in by_id:
+                visit(by_id[ref])
+        visiting.discard(c.id)
+        done.add(c.id)
+        out.append(c)
+
+    for c in certificates:
+        visit(c)
+    return out
