@@ -90,6 +90,9 @@ class SerialLine(_Strict):
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
 
+    def describe(self) -> str:
+        return f"{self.port} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
 
 class ModbusTcpBus(_Strict):
     id: Id
@@ -123,8 +126,7 @@ class ModbusRtuBus(_RtuOptions):
 
     @property
     def endpoint(self) -> str:
-        s = self.serial
-        return f"{s.port} {s.baudrate} {s.bytesize}{s.parity}{s.stopbits}"
+        return self.serial.describe()
 
 
 class ModbusRtuTcpBus(_RtuOptions):
@@ -172,8 +174,7 @@ class Dlt645SerialBus(_Strict):
 
     @property
     def endpoint(self) -> str:
-        s = self.serial
-        return f"{s.port} {s.baudrate} {s.bytesize}{s.parity}{s.stopbits}"
+        return self.serial.describe()
 
 
 class InstrumentBus(_Strict):
@@ -197,8 +198,7 @@ class InstrumentBus(_Strict):
     @property
     def endpoint(self) -> str:
         if self.serial is not None:
-            s = self.serial
-            return f"{s.port} {s.baudrate} {s.bytesize}{s.parity}{s.stopbits}"
+            return self.serial.describe()
         return f"{self.host}:{self.port}"
 
 
