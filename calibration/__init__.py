@@ -6,6 +6,7 @@ No I/O outside ``records.load_records`` and ``registry``, no asyncio: functions 
 and certificates to numbers with uncertainty, vectorised with numpy.
 """
 
+from calibration.chain import Link, Records, resolve
 from calibration.models import (
     CorrectionModel,
     GainOffset,
@@ -55,6 +56,7 @@ __all__ = [
     "Distribution",
     "GainOffset",
     "Instrument",
+    "Link",
     "ModelError",
     "Offset",
     "PiecewiseLinear",
@@ -62,6 +64,7 @@ __all__ = [
     "Polynomial",
     "Range",
     "RecordSet",
+    "Records",
     "Registry",
     "RegistryError",
     "UncertaintyError",
@@ -77,6 +80,7 @@ __all__ = [
     "reading_uncertainty",
     "rectangular_u",
     "resolution_u",
+    "resolve",
     "triangular_u",
     "u_shaped_u",
     "welch_satterthwaite",

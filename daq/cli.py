@@ -333,6 +333,48 @@ def audit_verify(registry_path: str | None) -> None:
         click.echo(f"audit log intact: {len(reg.audit())} entries (head {reg.head()})")
 
 
+@main.command()
+@click.argument("instrument")
+@click.option("--at", "at_date", default=None, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="The instant (date) of interest; default today.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a tree.")
+@_registry_option
+def trace(instrument: str, at_date: Any, as_json: bool, registry_path: str | None) -> None:
+    """Print INSTRUMENT's traceability chain up to a national standard; exit 1 if broken."""
+    import datetime as dt
+
+    import orjson
+    from rich.console import Console
+    from rich.tree import Tree
+
+    from calibration.chain import Link, Records, resolve
+
+    at = at_date.date() if at_date is not None else dt.datetime.now(dt.UTC).date()
+    with _open_registry(registry_path) as reg:
+        records = Records.of(reg.list("instrument"), reg.list("certificate"))
+    chain = resolve(records, instrument, at)
+    if as_json:
+        click.echo(orjson.dumps(chain.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        def label(link: Link) -> str:
+            mark = "[green]✔[/]" if not link.problems else "[red]✘[/]"
+            u = f", u ≤ {link.u:.3g}" if link.u is not None else ""
+            text = (f"{mark} {link.instrument} — {link.certificate or 'no certificate'} "
+                    f"(valid at {link.at}{', expires ' + str(link.expires) if link.expires else ''}"
+                    f"{u})")
+            return text + "".join(f"\n   [red]{p}[/]" for p in link.problems)
+
+        def grow(tree: Tree, link: Link) -> None:
+            for ref in link.references:
+                grow(tree.add(label(ref)), ref)
+
+        root = Tree(label(chain))
+        grow(root, chain)
+        Console().print(root)
+        Console().print("chain intact" if chain.ok else "[red]chain broken[/]")
+    sys.exit(0 if chain.ok else 1)
+
+
 # ---------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")

@@ -1,0 +1,120 @@
+"""Traceability chains of three levels (working DMM → reference → national standard), and
+each way a chain can break."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from calibration.chain import Records, resolve
+from calibration.records import Certificate, load_records
+
+REPO = Path(__file__).resolve().parents[3]
+DMM, REF, NAT = "dmm-34465a-07", "ref-3458a-01", "nim-jvs-01"
+DMM_CERT, REF_CERT, NAT_CERT = "LAB-2024-0815", "NIM-2024-DCV-0420", "NIM-2024-DCV-0001"
+
+
+@pytest.fixture
+def records() -> Records:
+    rs = load_records(REPO / "config" / "calibration" / "example-records.yaml")
+    return Records.of(rs.instruments, rs.certificates)
+
+
+def replace(records: Records, cert_id: str, **changes: object) -> None:
+    cert = records.certificates[cert_id]
+    records.certificates[cert_id] = Certificate.model_validate(
+        {**cert.model_dump(by_alias=True), **changes})
+
+
+def problems(link: object) -> list[str]:
+    out: list[str] = []
+    stack = [link]
+    while stack:
+        node = stack.pop()
+        out += list(node.problems)  # type: ignore[attr-defined]
+        stack += list(node.references)  # type: ignore[attr-defined]
+    return out
+
+
+def test_an_intact_chain_of_three_levels(records: Records) -> None:
+    chain = resolve(records, DMM, dt.date(2024, 12, 1))
+    assert chain.ok
+    assert [chain.certificate, chain.references[0].certificate,
+            chain.references[0].references[0].certificate] == [DMM_CERT, REF_CERT, NAT_CERT]
+    # each reference is judged at the instant it was used: the child's calibration date
+    assert chain.references[0].at == records.certificates[DMM_CERT].calibration_date
+    # the reference's certificate has expired since, which does not matter at that instant
+    assert resolve(records, DMM, dt.date(2025, 5, 1)).ok
+
+
+def test_no_certificate_at_the_instant(records: Records) -> None:
+    chain = resolve(records, DMM, dt.date(2024, 1, 1))
+    assert not chain.ok
+    assert problems(chain) == [f"no certificate of '{DMM}' issued on or before 2024-01-01"]
+
+
+def test_expired_at_the_instant(records: Records) -> None:
+    (p,) = problems(resolve(records, DMM, dt.date(2025, 12, 1)))
+    assert p == f"certificate {DMM_CERT} expired on 2025-06-10, before 2025-12-01"
+
+
+def test_reference_expired_when_it_was_used(records: Records) -> None:
+    replace(records, REF_CERT, valid_until="2024-05-01", interval_days=None)
+    (p,) = problems(resolve(records, DMM, dt.date(2024, 12, 1)))
+    assert p == f"certificate {REF_CERT} expired on 2024-05-01, before 2024-06-10"
+
+
+def test_missing_reference_certificate(records: Records) -> None:
+    del records.certificates[NAT_CERT]
+    (p,) = problems(resolve(records, DMM, dt.date(2024, 12, 1)))
+    assert p == f"certificate {NAT_CERT} is not in the registry"
+
+
+def test_reference_used_outside_its_calibrated_range(records: Records) -> None:
+    cert = records.certificates[DMM_CERT]
+    points = [p.model_dump() for p in cert.points]
+    points[-1] = {**points[-1], "nominal": 100.0, "reference": 100.0, "indicated": 100.0,
+                  "error": 0.0}
+    replace(records, DMM_CERT, points=points)
+    (p,) = problems(resolve(records, DMM, dt.date(2024, 12, 1)))
+    assert p.startswith("used over")
+    assert "calibrated over" in p
+
+
+def test_a_cycle(records: Records) -> None:
+    replace(records, NAT_CERT, reference_certificates=[DMM_CERT])
+    found = problems(resolve(records, DMM, dt.date(2024, 12, 1)))
+    assert any(p.startswith(f"cycle: {DMM_CERT} → {REF_CERT} → {NAT_CERT} → {DMM_CERT}")
+               for p in found), found
+
+
+def test_a_chain_that_does_not_end_at_a_national_standard(records: Records) -> None:
+    replace(records, REF_CERT, reference_certificates=[])
+    (p,) = problems(resolve(records, DMM, dt.date(2024, 12, 1)))
+    assert p == f"the chain ends at '{REF}' (role reference), not at a national standard"
+
+
+def test_daq_trace_prints_the_tree_and_exits_1_when_broken(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DAQ_REGISTRY": str(tmp_path / "r.sqlite"), "DAQ_USER": "test"}
+
+    def daq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daq.cli", *args], capture_output=True,
+                              text=True, env=env, cwd=REPO)
+
+    assert daq("cert", "import", "config/calibration/example-records.yaml").returncode == 0
+    ok = daq("trace", DMM, "--at", "2024-12-01")
+    assert ok.returncode == 0, ok.stderr
+    assert NAT_CERT in ok.stdout
+    assert "chain intact" in ok.stdout
+    broken = daq("trace", DMM, "--at", "2025-12-01", "--json")
+    assert broken.returncode == 1
+    doc = json.loads(broken.stdout)
+    assert doc["ok"] is False
+    assert doc["problems"] == [f"certificate {DMM_CERT} expired on 2025-06-10, before 2025-12-01"]
