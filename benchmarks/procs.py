@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 import orjson
 import urllib3
 
+from gateway.broker import free_port
 from gateway.influxd import find_influxd, influxd_command
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -52,13 +53,6 @@ def machine_cpu() -> tuple[float, float]:
     idle = ticks[3] + ticks[4]
     total = sum(ticks)
     return (total - idle) / CLK_TCK, total / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def free_port_range(n: int, lo: int = 20_000, hi: int = 60_000) -> int:

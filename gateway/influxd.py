@@ -7,8 +7,9 @@ Everything in one temporary directory, HTTP on 127.0.0.1 only, every other liste
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
+
+from gateway.broker import free_port
 
 INFLUXD_CONFIG = """\
 reporting-disabled = true
@@ -68,16 +69,9 @@ def find_influxd() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def influxd_command(binary: str, tmp: Path, http_port: int) -> list[str]:
     """Write the config into ``tmp`` and return the command that runs influxd with it."""
     conf = tmp / "influxdb.conf"
-    conf.write_text(INFLUXD_CONFIG.format(tmp=tmp, http_port=http_port, rpc_port=_free_port()),
+    conf.write_text(INFLUXD_CONFIG.format(tmp=tmp, http_port=http_port, rpc_port=free_port()),
                     encoding="utf-8")
     return [binary, "run", "-config", str(conf)]

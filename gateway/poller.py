@@ -38,7 +38,7 @@ from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader, RegisterReade
 from drivers.modbus.plan import plan_device
 from drivers.modbus.rtu import RtuReader
 from drivers.result import ChannelResult
-from drivers.text.device import InstrumentDevice as InstrumentPoller
+from drivers.text.device import TextInstrument
 from drivers.text.driver import tcp_opener as text_tcp_opener
 from drivers.text.driver import tty_opener
 from drivers.transport import (
@@ -250,7 +250,7 @@ def build_coordinators(
                 assert bus_cfg.host is not None
                 assert bus_cfg.port is not None
                 text_opener = text_tcp_opener(bus_cfg.host, bus_cfg.port)
-            instrument = InstrumentPoller(profile_i, text_opener, bus_cfg.timeout_ms / 1000)
+            instrument = TextInstrument(profile_i, text_opener, bus_cfg.timeout_ms / 1000)
             handle = BusHandle(bus_cfg, instrument.close)
             coordinators.append(
                 DeviceCoordinator(loaded, gateway, handle, inst, instrument, sink))

@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import orjson
 import pytest
 import urllib3
 
-from gateway.broker import Broker, answers, find_mosquitto, private_mosquitto
+from gateway.broker import Broker, answers, find_mosquitto, free_port, private_mosquitto
 from gateway.influxd import influxd_command
 
 INSTALL_HINT = "run .ci/install-deps (Debian packages: influxdb victoria-metrics mosquitto)"
@@ -104,14 +103,6 @@ def missing(what: str) -> None:
 def find_binary(name: str) -> str | None:
     return shutil.which(name) or next(
         (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)), None)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1.0, read=5.0))

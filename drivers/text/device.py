@@ -18,7 +18,7 @@ from drivers.text.driver import (
 from drivers.text.generic import GenericTextProfile
 
 
-class InstrumentDevice:
+class TextInstrument:
     """Reads each channel of an instrument profile in turn, through the right driver."""
 
     def __init__(self, profile: InstrumentProfile, opener: Opener, timeout_s: float) -> None:

@@ -16,7 +16,7 @@ from daq.profiles import Dlt645Profile
 from gateway.storage.historian import HistorianStorage
 from simulators.dlt645_meter import Dlt645MeterSimulator
 from simulators.fleet import MeterFleet, MeterSpec
-from tests.integration.pathrun import run_path
+from tests.integration.pathrun import polling, run_path
 
 pytestmark = pytest.mark.services
 
@@ -76,8 +76,6 @@ storage: {{kind: historian, path: h.sqlite}}
 
 async def test_a_line_with_three_meters(tmp_path: Path) -> None:
     """Three meters by address on one RS-485 line (a pty): each device reads its own meter."""
-    from daq.model import Reading
-    from gateway.poller import build_coordinators
     from simulators.dlt645_meter import Dlt645LineSimulator
 
     addresses = ["000000000001", "000000000002", "558890213594"]
@@ -98,24 +96,12 @@ gateways:
         min_gap_ms: 0
         devices:{devices}
 """)
-        loaded = load_config(tmp_path / "s.yaml")
-        got: list[list[Reading]] = []
-
-        async def sink(readings: list[Reading]) -> None:
-            got.append(readings)
-
-        coords = build_coordinators(loaded, loaded.gateway(), sink)
-        tasks = [asyncio.create_task(c.run()) for c in coords]
-        try:
+        async with polling(load_config(tmp_path / "s.yaml")) as run:
             deadline = time.monotonic() + 10
-            while min(c.state.polls for c in coords) < 2:
+            while min(c.state.polls for c in run.coords.values()) < 2:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.02)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await coords[0].bus.close()
+    coords, got = list(run.coords.values()), run.got
     assert all(c.state.failures == 0 for c in coords)
     for rs in got:
         meter = meters[int(rs[0].device[1:])]
@@ -132,8 +118,7 @@ gateways:
 ])
 async def test_dlt645_faults_against_the_pollers(tmp_path: Path, fault: dict[str, object],
                                                  reason: str) -> None:
-    from daq.model import Quality, Reading
-    from gateway.poller import build_coordinators
+    from daq.model import Quality
     from simulators.dlt645_meter import Dlt645LineSimulator
 
     bad, good = Dlt645MeterSimulator("000000000001"), Dlt645MeterSimulator("000000000002")
@@ -153,17 +138,10 @@ gateways:
              failures_before_backoff: 2, max_backoff_s: 0.5}}
           - {{id: good, profile: dlt645-3p, address: "000000000002", interval_ms: 500}}
 """)
-        loaded = load_config(tmp_path / "s.yaml")
-        got: list[list[Reading]] = []
-
-        async def sink(readings: list[Reading]) -> None:
-            got.append(readings)
-
-        coords = {c.config.id: c for c in build_coordinators(loaded, loaded.gateway(), sink)}
         for key, value in fault.items():
             setattr(bad.faults, key, value)
-        tasks = [asyncio.create_task(c.run()) for c in coords.values()]
-        try:
+        async with polling(load_config(tmp_path / "s.yaml")) as run:
+            coords, got = run.coords, run.got
             await asyncio.sleep(1.7)
             bad_readings = [r for rs in got if rs[0].device == "bad" for r in rs]
             assert bad_readings
@@ -174,10 +152,4 @@ gateways:
             for key in fault:
                 setattr(bad.faults, key, getattr(type(bad.faults)(), key))
             await asyncio.sleep(1.3)
-            last = [rs for rs in got if rs[0].device == "bad"][-1]
-            assert all(r.quality is Quality.GOOD for r in last)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await coords["good"].bus.close()
+            assert all(r.quality is Quality.GOOD for r in run.of("bad")[-1])

@@ -24,11 +24,11 @@ from daq.payload import decode_data
 from gateway.broker import free_port, private_mosquitto
 from gateway.ingest import Ingest
 from gateway.outbox import Outbox
-from gateway.poller import build_coordinators
 from gateway.service import GatewayService
 from gateway.storage import open_storage
 from gateway.storage.historian import HistorianStorage
 from simulators.fleet import MeterFleet, MeterSpec
+from tests.integration.pathrun import polling
 from tests.services import private_influxdb
 
 pytestmark = pytest.mark.services
@@ -89,15 +89,9 @@ async def test_a_dead_device_is_bad_with_a_reason_and_does_not_stall_the_others(
     caplog.set_level(logging.WARNING, logger="gateway.poller")
     loaded = write_site(tmp_path, site_yaml(fleet, unique(), 1883,
                                             "  kind: historian\n  path: h.sqlite\n"))
-    got: list[list[Reading]] = []
-
-    async def sink(readings: list[Reading]) -> None:
-        got.append(readings)
-
-    coords = {c.config.id: c for c in build_coordinators(loaded, loaded.gateway(), sink)}
     fleet["flaky"].faults.silent = True
-    tasks = [asyncio.create_task(c.run()) for c in coords.values()]
-    try:
+    async with polling(loaded) as run:
+        coords, got = run.coords, run.got
         await asyncio.sleep(2.1)
         good, flaky = coords["good"].state, coords["flaky"].state
         # the good device kept its 200 ms rhythm although its neighbour timed out (300 ms)
@@ -112,14 +106,7 @@ async def test_a_dead_device_is_bad_with_a_reason_and_does_not_stall_the_others(
         fleet["flaky"].faults.silent = False
         await asyncio.sleep(1.6)  # max back-off is 1 s
         assert not coords["flaky"].state.degraded
-        last = [rs for rs in got if rs[0].device == "flaky"][-1]
-        assert all(r.quality is Quality.GOOD for r in last)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for c in coords.values():
-            await c.bus.close()
+        assert all(r.quality is Quality.GOOD for r in run.of("flaky")[-1])
     messages = [r.getMessage() for r in caplog.records if "flaky" in r.getMessage()]
     assert len([m for m in messages if "no reading" in m]) == 1  # once on failure
     assert len([m for m in messages if "recovered" in m]) == 1  # once on recovery

@@ -14,9 +14,10 @@ import pytest
 from daq.config import load_config
 from daq.model import Quality, Reading
 from daq.profiles import load_modbus_profile
-from gateway.poller import DeviceCoordinator, build_coordinators
+from gateway.poller import DeviceCoordinator
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.modbus_rtu import RtuBusSimulator
+from tests.integration.pathrun import polling
 
 INTERVAL_MS = 250
 RUN_S = 2.5
@@ -47,25 +48,12 @@ gateways:
         timeout_ms: 100
         devices:
           - {{id: steady, profile: sdm630, unit_id: 1, interval_ms: {INTERVAL_MS},
-             stuck_after: 3}}
+             stuck_after: 3, max_backoff_s: 0.5}}
           - {{id: faulty, profile: dtsu666, unit_id: 2, interval_ms: {INTERVAL_MS},
              failures_before_backoff: 2, max_backoff_s: 0.5}}
 """)
-        loaded = load_config(tmp_path / "s.yaml")
-        got: list[list[Reading]] = []
-
-        async def sink(readings: list[Reading]) -> None:
-            got.append(readings)
-
-        coords = {c.config.id: c for c in build_coordinators(loaded, loaded.gateway(), sink)}
-        tasks = [asyncio.create_task(c.run()) for c in coords.values()]
-        try:
-            yield Line(sim, coords, got)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await coords["steady"].bus.close()
+        async with polling(load_config(tmp_path / "s.yaml")) as run:
+            yield Line(sim, run.coords, run.got)
 
 
 def silence_unit_2(line: Line) -> Callable[[], None]:
