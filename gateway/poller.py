@@ -39,8 +39,6 @@ from drivers.modbus.plan import plan_device
 from drivers.modbus.rtu import RtuReader
 from drivers.result import ChannelResult
 from drivers.text.device import TextInstrument
-from drivers.text.driver import tcp_opener as text_tcp_opener
-from drivers.text.driver import tty_opener
 from drivers.transport import (
     SerialSettings,
     Streams,
@@ -245,11 +243,11 @@ def build_coordinators(
             profile_i = loaded.profiles[inst.profile]
             assert isinstance(profile_i, InstrumentProfile)
             if bus_cfg.serial is not None:
-                text_opener = tty_opener(bus_cfg.serial.port, bus_cfg.serial.baudrate)
+                text_opener = _serial_opener(bus_cfg.serial)  # with the line's parity, stop bits
             else:
                 assert bus_cfg.host is not None
                 assert bus_cfg.port is not None
-                text_opener = text_tcp_opener(bus_cfg.host, bus_cfg.port)
+                text_opener = _tcp_opener(bus_cfg.host, bus_cfg.port)
             instrument = TextInstrument(profile_i, text_opener, bus_cfg.timeout_ms / 1000)
             handle = BusHandle(bus_cfg, instrument.close)
             coordinators.append(

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import termios
-import tty
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -47,6 +44,7 @@ from drivers.text.codec import (
 )
 from drivers.text.errors import InstrumentError, InstrumentOutOfRange
 from drivers.text.generic import GenericReading, GenericTextProfile, parse_generic_reply
+from drivers.transport import SerialSettings, open_serial, open_tcp
 
 __all__ = [
     "GenericTextDriver",
@@ -69,71 +67,24 @@ T = TypeVar("T")
 
 
 def tcp_opener(host: str, port: int) -> Opener:
-    async def open_tcp() -> Streams:
-        return await asyncio.open_connection(host, port)
+    async def open_() -> Streams:
+        return await open_tcp(host, port)
 
-    return open_tcp
-
-
-class _TtyWriteProtocol(asyncio.streams.FlowControlMixin):
-    """Write side of a tty: closing it closes the read side too; supports wait_closed()."""
-
-    def __init__(self, read_transport: asyncio.ReadTransport) -> None:
-        super().__init__()
-        self._read_transport = read_transport
-        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self._read_transport.close()
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
-        return self._closed  # StreamWriter.wait_closed() awaits this (private asyncio hook)
+    return open_
 
 
 def tty_opener(path: str | Callable[[], str], baudrate: int | None = None) -> Opener:
-    """Open a serial port or pty slave in raw mode (no echo, no CR/LF translation).
+    """Open a serial port or pty slave raw, 8N1 (through :func:`drivers.transport.open_serial`).
 
     ``path`` may be a callable, evaluated at each (re)connect: a USB adapter or a simulator's
-    pty may come back under a new name. Pending input is flushed on open.
+    pty may come back under a new name.
     """
 
-    async def open_tty() -> Streams:
+    async def open_() -> Streams:
         where = path() if callable(path) else path
-        loop = asyncio.get_running_loop()
-        fd = os.open(where, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        try:
-            tty.setraw(fd)
-            if baudrate is not None:
-                attrs = termios.tcgetattr(fd)
-                speed = getattr(termios, f"B{baudrate}")
-                attrs[4] = attrs[5] = speed
-                termios.tcsetattr(fd, termios.TCSANOW, attrs)
-            termios.tcflush(fd, termios.TCIOFLUSH)
-            wfd = os.dup(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        reader = asyncio.StreamReader()
-        try:
-            rtransport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-            )
-        except BaseException:
-            os.close(wfd)
-            raise
-        try:
-            wtransport, wprotocol = await loop.connect_write_pipe(
-                lambda: _TtyWriteProtocol(rtransport), os.fdopen(wfd, "wb", buffering=0)
-            )
-        except BaseException:
-            rtransport.close()
-            raise
-        return reader, asyncio.StreamWriter(wtransport, wprotocol, reader, loop)
+        return await open_serial(SerialSettings(where, baudrate or 9600, 8, "N", 1))
 
-    return open_tty
+    return open_
 
 
 # ---------------------------------------------------------------------------------------------
