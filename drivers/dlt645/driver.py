@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from daq.model import Reason
 from drivers.dlt645.codec import (
+    WILDCARD,
     Dlt645AbnormalReply,
     Dlt645Decoder,
     Dlt645Error,
@@ -56,6 +57,7 @@ class Dlt645Client:
         self._decoder = Dlt645Decoder()
         self._lock = asyncio.Lock()
         self._last_end = 0.0
+        self.stray_frames = 0
 
     async def close(self) -> None:
         streams, self._streams = self._streams, None
@@ -74,7 +76,13 @@ class Dlt645Client:
         return self._streams
 
     async def transact(self, request: Frame, *, expect_reply: bool = True) -> Frame | None:
-        """Send one frame; return the first reply (from any address) or raise."""
+        """Send one frame; return the meter's reply or raise.
+
+        A frame that is not a reply to this request — a late reply to an earlier one, another
+        meter's — is skipped (counted in ``stray_frames``) and the wait goes on, so a slow
+        meter cannot break its neighbour's read on a shared line.
+        """
+        foreign: list[Frame] = []
         async with self._lock:
             loop = asyncio.get_running_loop()
             gap = self._last_end + self.min_gap_s - loop.time()
@@ -91,11 +99,19 @@ class Dlt645Client:
                         data = await reader.read(512)
                         if not data:
                             raise ConnectionResetError("the line closed")
-                        frames = self._decoder.feed(data)
-                        if frames:
-                            return frames[0]
+                        for frame in self._decoder.feed(data):
+                            if _answers(frame, request):
+                                return frame
+                            foreign.append(frame)
+                            self.stray_frames += 1
             except TimeoutError as exc:
                 self._decoder.reset()  # a half-received frame must not poison the next reply
+                if foreign:
+                    seen = ", ".join(sorted({f"{f.address} (control 0x{f.control:02X})"
+                                             for f in foreign}))
+                    raise DeviceProtocolError(f"meter {request.address}: no reply in "
+                                              f"{self.timeout_s} s; only frames from {seen}"
+                                              ) from exc
                 raise DeviceTimeout(f"meter {request.address}: no reply in "
                                     f"{self.timeout_s} s") from exc
             except OSError as exc:
@@ -118,8 +134,6 @@ class Dlt645Client:
     def _payload(self, address: str, di: int, reply: Frame | None) -> bytes:
         if reply is None:
             raise DeviceProtocolError("no reply frame")
-        if reply.address != address:
-            raise DeviceProtocolError(f"reply from meter {reply.address}, asked {address}")
         try:
             return parse_read_reply(reply, di)
         except Dlt645AbnormalReply as exc:
@@ -149,3 +163,10 @@ class Dlt645Client:
     async def sync_time(self, when: dt.datetime) -> None:
         """Broadcast time synchronisation (no reply expected)."""
         await self.transact(time_sync_frame(when), expect_reply=False)
+
+
+def _answers(frame: Frame, request: Frame) -> bool:
+    """Whether ``frame`` is the meter's reply to ``request``."""
+    if not frame.from_meter or frame.function != request.function:
+        return False
+    return request.address == WILDCARD or frame.address == request.address

@@ -155,3 +155,38 @@ async def test_a_value_in_several_frames_is_joined_through_follow_up_reads() -> 
         server.close()
         await asyncio.wait_for(asyncio.gather(*handlers), 2)  # each closes its writer
         await server.wait_closed()
+
+
+async def test_a_frame_from_another_meter_does_not_break_the_read() -> None:
+    """On a shared line a late reply from meter A may arrive while meter B is asked: B's
+    read skips it and takes B's own reply."""
+    from drivers.dlt645 import Dlt645Decoder, encode_frame, reply_to
+    from drivers.dlt645.codec import read_data_request
+
+    other = "000000000001"
+    handlers: list[asyncio.Task[None]] = []
+
+    async def line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        decoder = Dlt645Decoder()
+        while data := await reader.read(512):
+            for req in decoder.feed(data):
+                late = reply_to(read_data_request(other, 0x00010000),
+                                bytes.fromhex("00 00 01 00 99 99 00 00"))
+                mine = reply_to(req, req.data[:4] + bytes.fromhex("26 02 00 00"))
+                writer.write(encode_frame(late) + encode_frame(mine))
+        writer.close()
+
+    server = await asyncio.start_server(line, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    c = Dlt645Client(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.5)
+    try:
+        assert await c.read_value(ADDRESS, 0x00010000) == pytest.approx(2.26)
+        assert c.stray_frames == 1
+    finally:
+        await c.close()
+        server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers), 2)
+        await server.wait_closed()
