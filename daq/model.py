@@ -34,6 +34,13 @@ class Reason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     STUCK = "stuck"  # every value identical for `stuck_after` polls: a frozen device
     INTERNAL = "internal"  # a bug in daq itself: logged with its traceback
+    # calibration and legal metrology (the reading is kept, quality uncertain):
+    OUTSIDE_CALIBRATED_RANGE = "outside_calibrated_range"  # raw outside the calibrated points
+    CALIBRATION_EXPIRED = "calibration_expired"  # the instrument's certificate has expired
+    CHAIN_BROKEN = "chain_broken"  # the traceability chain does not reach a national standard
+    NOT_CALIBRATED = "not_calibrated"  # the channel names an instrument without a certificate
+    VERIFICATION_OVERDUE = "verification_overdue"  # mandatory verification (强制检定) overdue
+    SERVICE_LIFE_ENDED = "service_life_ended"  # first-verification-only meter past its life
 
 
 Value = float | int | str
@@ -44,10 +51,16 @@ class Reading:
     """One value of one channel at one instant.
 
     ``ts_ns`` is the acquisition time (UTC, nanoseconds since the epoch), taken when the
-    device's response arrived. ``value`` is the engineering value (raw × scale + offset and,
-    later, the calibration correction); ``raw`` is what the device sent, decoded but unscaled.
-    ``u`` is the expanded uncertainty and ``k`` its coverage factor, ``None`` until a
-    calibration chain applies. A bad reading has ``value is None`` and a ``reason``.
+    device's response arrived. ``value`` is the engineering value (raw × scale + offset, then
+    the calibration correction of the channel's instrument); ``raw`` is what the device sent,
+    decoded but unscaled. A bad reading has ``value is None`` and a ``reason``; a reading that
+    is not good has a ``reason`` (several, comma-separated, when more than one applies).
+
+    Where a calibration applies: ``u`` is the combined standard uncertainty of ``value``,
+    ``k`` the coverage factor for ≈95 % coverage and :attr:`U` = k·u the expanded
+    uncertainty; ``cert`` is the id of the certificate whose correction was applied.
+    ``verification`` is set when the instrument's mandatory verification is not in order
+    (``overdue``, ``service_life_ended``, …): the reading is kept and flagged, never dropped.
     """
 
     ts_ns: int
@@ -63,10 +76,29 @@ class Reading:
     reason: str | None = None
     u: float | None = None
     k: float | None = None
+    cert: str | None = None
+    verification: str | None = None
 
     def __post_init__(self) -> None:
         if self.value is None and self.quality is not Quality.BAD:
             raise ValueError("a reading without a value must have quality 'bad'")
+
+    @property
+    def U(self) -> float | None:  # the symbol of expanded uncertainty (GUM)
+        """Expanded uncertainty k·u, or ``None`` without a calibration."""
+        if self.u is None or self.k is None:
+            return None
+        return self.u * self.k
+
+    def flag(self, reason: str) -> None:
+        """Mark the reading uncertain for ``reason`` (kept, never dropped); a bad reading
+        stays bad and keeps its reason first."""
+        if self.quality is Quality.GOOD:
+            self.quality = Quality.UNCERTAIN
+        if not self.reason:
+            self.reason = reason
+        elif reason not in self.reason.split(","):
+            self.reason = f"{self.reason},{reason}"
 
 
 @dataclass(frozen=True, slots=True)

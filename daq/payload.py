@@ -51,9 +51,14 @@ def encode_data(readings: Sequence[Reading], seq: int) -> bytes:
         }
         if r.reason is not None:
             item["reason"] = r.reason
-        if r.u is not None:
+        if r.u is not None and r.k is not None:
             item["u"] = r.u
             item["k"] = r.k
+            item["U"] = r.u * r.k
+        if r.cert is not None:
+            item["cert"] = r.cert
+        if r.verification is not None:
+            item["verification"] = r.verification
         items.append(item)
     return orjson.dumps(
         {
@@ -89,6 +94,8 @@ def decode_data(payload: bytes) -> list[Reading]:
                 reason=it.get("reason"),
                 u=it.get("u"),
                 k=it.get("k"),
+                cert=it.get("cert"),
+                verification=it.get("verification"),
             )
             for it in doc["readings"]
         ]

@@ -1,0 +1,182 @@
+"""Alarms: the active alarms of a device, published retained, and the transitions between them.
+
+A gateway publishes, retained, on ``daq/{enterprise}/{gateway}/{device}/alarms`` the whole
+list of the device's active alarms each time it changes (an empty list clears them), so a
+dashboard that connects later sees the current state at once. The same message carries the
+``events`` that caused it (raised or cleared), which the ingest writes to storage
+(measurement ``alarm``). Schema: ``docs/mqtt-alarms.schema.json``.
+
+An alarm is identified on its device by ``key`` = ``kind`` + ``channel`` (or ``kind`` alone
+for a device-wide alarm): raising an alarm that is active keeps its ``since``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+ALARMS_SCHEMA = "daq.alarms/1"
+
+
+class AlarmKind(StrEnum):
+    """What an alarm is about. Stable codes: dashboards filter and count on them."""
+
+    COMMUNICATION = "communication"  # the device does not answer or answers garbage
+    CALIBRATION_EXPIRED = "calibration_expired"
+    CHAIN_BROKEN = "chain_broken"  # traceability chain does not reach a national standard
+    VERIFICATION_OVERDUE = "verification_overdue"  # 强制检定 overdue or never done
+    VERIFICATION_DUE_SOON = "verification_due_soon"
+    SERVICE_LIFE_ENDED = "service_life_ended"
+    DRIFT = "drift"  # a drift detector fired on a channel against its check standard
+    STUCK = "stuck"
+    OUT_OF_RANGE = "out_of_range"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlarmPayloadError(ValueError):
+    """A message on an alarms topic that is not a valid alarms payload."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One active alarm of one device (or one of its channels)."""
+
+    kind: str
+    since_ns: int
+    reason: str
+    severity: str = Severity.WARNING
+    channel: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.kind if self.channel is None else f"{self.kind}:{self.channel}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"key": self.key, "kind": self.kind, "since": self.since_ns,
+                             "reason": self.reason, "severity": str(self.severity)}
+        if self.channel is not None:
+            d["channel"] = self.channel
+        if self.details:
+            d["details"] = self.details
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Alarm:
+        return cls(kind=str(d["kind"]), since_ns=int(d["since"]), reason=str(d["reason"]),
+                   severity=str(d.get("severity", Severity.WARNING)),
+                   channel=d.get("channel"), details=dict(d.get("details") or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """A transition: ``raised`` or ``cleared`` at ``ts_ns``."""
+
+    action: str  # "raised" | "cleared"
+    ts_ns: int
+    alarm: Alarm
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "ts": self.ts_ns, **self.alarm.as_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmState:
+    """The decoded content of an alarms message."""
+
+    enterprise: str
+    gateway: str
+    device: str
+    ts_ns: int
+    alarms: tuple[Alarm, ...]
+    events: tuple[AlarmEvent, ...] = ()
+
+
+def alarms_topic(enterprise: str, gateway: str, device: str) -> str:
+    return f"daq/{enterprise}/{gateway}/{device}/alarms"
+
+
+def encode_alarms(enterprise: str, gateway: str, device: str, ts_ns: int,
+                  alarms: Iterable[Alarm], events: Sequence[AlarmEvent] = ()) -> bytes:
+    return orjson.dumps({
+        "schema": ALARMS_SCHEMA, "enterprise": enterprise, "gateway": gateway,
+        "device": device, "ts": ts_ns,
+        "alarms": [a.as_dict() for a in sorted(alarms, key=lambda a: a.key)],
+        "events": [e.as_dict() for e in events],
+    })
+
+
+def decode_alarms(payload: bytes) -> AlarmState:
+    try:
+        doc = orjson.loads(payload)
+        if doc.get("schema") != ALARMS_SCHEMA:
+            raise AlarmPayloadError(f"unknown schema {doc.get('schema')!r}")
+        return AlarmState(
+            enterprise=doc["enterprise"], gateway=doc["gateway"], device=doc["device"],
+            ts_ns=int(doc["ts"]),
+            alarms=tuple(Alarm.from_dict(a) for a in doc["alarms"]),
+            events=tuple(AlarmEvent(action=str(e["action"]), ts_ns=int(e["ts"]),
+                                    alarm=Alarm.from_dict(e))
+                         for e in doc.get("events", ())),
+        )
+    except AlarmPayloadError:
+        raise
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AlarmPayloadError(f"not a daq alarms message: {exc}") from exc
+
+
+class AlarmBook:
+    """The active alarms of one device, with the transitions since the last :meth:`drain`.
+
+    Pure state: the gateway raises and clears; when :meth:`changed` it publishes
+    :func:`encode_alarms` of :attr:`active` with the drained events.
+    """
+
+    def __init__(self) -> None:
+        self._active: dict[str, Alarm] = {}
+        self._events: list[AlarmEvent] = []
+
+    @property
+    def active(self) -> list[Alarm]:
+        return list(self._active.values())
+
+    def changed(self) -> bool:
+        return bool(self._events)
+
+    def raise_(self, alarm: Alarm) -> None:
+        """Raise ``alarm``; if an alarm with its key is active, update its reason and
+        details but keep its ``since`` (no new event unless the reason changed)."""
+        old = self._active.get(alarm.key)
+        if old is None:
+            self._active[alarm.key] = alarm
+            self._events.append(AlarmEvent("raised", alarm.since_ns, alarm))
+        elif (old.reason, old.severity, old.details) != (alarm.reason, alarm.severity,
+                                                          alarm.details):
+            kept = Alarm(alarm.kind, old.since_ns, alarm.reason, alarm.severity,
+                         alarm.channel, alarm.details)
+            self._active[alarm.key] = kept
+            self._events.append(AlarmEvent("raised", alarm.since_ns, kept))
+
+    def clear(self, key: str, ts_ns: int) -> None:
+        old = self._active.pop(key, None)
+        if old is not None:
+            self._events.append(AlarmEvent("cleared", ts_ns, old))
+
+    def clear_kind(self, kind: str, ts_ns: int, keep: Iterable[str] = ()) -> None:
+        """Clear every active alarm of ``kind`` whose key is not in ``keep``."""
+        keep_set = set(keep)
+        for key in [k for k, a in self._active.items() if a.kind == kind and k not in keep_set]:
+            self.clear(key, ts_ns)
+
+    def drain(self) -> list[AlarmEvent]:
+        events, self._events = self._events, []
+        return events
