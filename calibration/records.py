@@ -81,6 +81,12 @@ class Instrument(_Record):
     location: str = Field(min_length=1)
     role: Role
     mandatory_verification: bool
+    # per-reading uncertainty allowances (optional; see calibration/apply.py)
+    repeatability: float | None = Field(
+        default=None, ge=0, description="standard deviation of one reading, in unit")
+    repeatability_dof: float | None = Field(default=None, gt=0)
+    drift_per_year: float | None = Field(
+        default=None, ge=0, description="drift allowance, in unit per year (rectangular)")
 
     @property
     def record_id(self) -> str:
@@ -200,7 +206,10 @@ def canonical_json(data: Any) -> str:
 
 
 def record_json(record: Record) -> str:
-    return canonical_json(record.model_dump(mode="json", by_alias=True))
+    """The canonical JSON of a record; optional fields left unset (``None``) are omitted, so
+    adding an optional field to a record type does not change the JSON (and the hashes) of
+    the records that do not use it."""
+    return canonical_json(record.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
 def parse_record(kind: Kind, data: Any) -> Record:

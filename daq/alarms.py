@@ -177,6 +177,16 @@ class AlarmBook:
         for key in [k for k, a in self._active.items() if a.kind == kind and k not in keep_set]:
             self.clear(key, ts_ns)
 
+    def reconcile(self, kinds: Iterable[str], desired: Iterable[Alarm], ts_ns: int) -> None:
+        """Make the active alarms of ``kinds`` exactly ``desired``: raise the new ones, keep
+        the ``since`` of those still active, clear the rest."""
+        want = list(desired)
+        for alarm in want:
+            self.raise_(alarm)
+        keep = {a.key for a in want}
+        for kind in kinds:
+            self.clear_kind(kind, ts_ns, keep)
+
     def drain(self) -> list[AlarmEvent]:
         events, self._events = self._events, []
         return events

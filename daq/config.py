@@ -55,6 +55,9 @@ class _DeviceBase(_Strict):
     # identical — a frozen meter or converter; off by default (a quiet instrument is not stuck)
     stuck_after: Annotated[int, Field(ge=2)] | None = None
     description: str = ""
+    # channel id -> id of the instrument in the calibration registry whose certificate
+    # corrects that channel's readings (needs `calibration.registry`)
+    instruments: dict[str, Annotated[str, Field(min_length=1)]] = {}
 
 
 class Device(_DeviceBase):
@@ -214,6 +217,14 @@ class Gateway(_Strict):
     buses: list[Bus]
 
 
+class Calibration(_Strict):
+    """Where the gateway finds certificates for the channels that name an instrument."""
+
+    registry: str = "var/registry.sqlite"
+    reload_s: Annotated[float, Field(gt=0)] = 5.0  # how often to look for registry changes
+    verification_window_days: Annotated[int, Field(ge=0)] = 30  # "due soon" window
+
+
 class Tls(_Strict):
     ca_file: str | None = None
     cert_file: str | None = None
@@ -284,6 +295,7 @@ Storage = Annotated[Historian | InfluxV1 | InfluxV2, Field(discriminator="kind")
 class Config(_Strict):
     enterprise: Enterprise
     profile_dirs: list[str] = []
+    calibration: Calibration | None = None
     gateways: list[Gateway]
     mqtt: Mqtt = Mqtt()
     ingest: Ingest = Ingest()
@@ -401,6 +413,17 @@ def _load_profiles(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
                 if speaks != wanted:
                     errors.append(loc.error(where, f"profile {dev.profile!r} is for "
                                             f"{profile.protocol}, this bus speaks {wanted}"))
+                channels = {ch.id for ch in profile.channels}
+                for ch_id in dev.instruments:
+                    if ch_id not in channels:
+                        errors.append(loc.error(
+                            (*where[:-1], "instruments", ch_id),
+                            f"profile {dev.profile!r} has no channel {ch_id!r} "
+                            f"(channels: {', '.join(sorted(channels))})"))
+                if dev.instruments and loaded.config.calibration is None:
+                    errors.append(loc.error((*where[:-1], "instruments"),
+                                            "channels name instruments, but the config has no "
+                                            "`calibration: {registry: …}` section"))
     return errors
 
 
@@ -408,6 +431,7 @@ __all__ = [
     "AnyBus",
     "AnyDevice",
     "Bus",
+    "Calibration",
     "Config",
     "Device",
     "Dlt645Device",

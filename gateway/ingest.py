@@ -221,15 +221,15 @@ class Ingest:
             if not rows:
                 log.info("ingest: spool replayed; storage is back")
                 return True
-            readings = [r for _, _, payload in rows for r in decode_data(payload)]
+            readings = [r for _, _, payload, _ in rows for r in decode_data(payload)]
             try:
                 self.storage.write(readings)
             except StorageError as exc:
                 if exc.retryable:
                     log.debug("ingest: storage still unavailable: %s", exc)
                     return False
-                self._keep([(topic, payload) for _, topic, payload in rows], exc)
+                self._keep([(topic, payload) for _, topic, payload, _ in rows], exc)
             else:
                 self.stats.written_readings += len(readings)
                 self.stats.written_messages += len(rows)
-            self._spool.ack(row_id for row_id, _, _ in rows)
+            self._spool.ack(row[0] for row in rows)

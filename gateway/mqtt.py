@@ -201,8 +201,8 @@ class Publisher:
             free = self.window - len(self._inflight)
             if free > 0 and self._connected.is_set():
                 rows = self.outbox.pending(self._cursor, free)
-                for row_id, topic, payload in rows:
-                    info = self.client.publish(topic, payload, qos=1)
+                for row_id, topic, payload, retain in rows:
+                    info = self.client.publish(topic, payload, qos=1, retain=retain)
                     if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
                         log.warning("publish failed: %s", mqtt.error_string(info.rc))
                         break

@@ -28,21 +28,24 @@ class Outbox:
             " retain INTEGER NOT NULL DEFAULT 0)"
         )
 
-    def put_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        """Commit messages durably, in one transaction."""
+    def put_many(self, messages: Sequence[tuple[str, bytes]], *, retain: bool = False) -> None:
+        """Commit messages durably, in one transaction (``retain``: to be published with
+        the MQTT retain flag, e.g. a device's alarm state)."""
         if not messages:
             return
         with self._db:  # BEGIN … COMMIT
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO outbox(topic, payload) VALUES (?, ?)", messages)
+            self._db.executemany("INSERT INTO outbox(topic, payload, retain) VALUES (?, ?, ?)",
+                                 [(t, p, int(retain)) for t, p in messages])
 
-    def pending(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """Messages not yet acknowledged with id > after_id, oldest first."""
+    def pending(self, after_id: int, limit: int) -> list[tuple[int, str, bytes, bool]]:
+        """Messages not yet acknowledged with id > after_id, oldest first:
+        (id, topic, payload, retain)."""
         cur = self._db.execute(
-            "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         )
-        return cur.fetchall()
+        return [(i, t, p, bool(r)) for i, t, p, r in cur.fetchall()]
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove acknowledged messages."""

@@ -10,14 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from daq.alarms import Alarm, AlarmBook, AlarmKind, Severity, alarms_topic, encode_alarms
 from daq.config import LoadedConfig
-from daq.model import Reading
+from daq.model import Reading, now_ns
 from daq.payload import data_topic, encode_data, encode_meta, meta_topic, status_topic
+from gateway.calibration import CalibrationStage
 from gateway.mqtt import Publisher, Will, unique_client_id
 from gateway.outbox import Outbox
 from gateway.poller import DeviceCoordinator, build_coordinators
 
 log = logging.getLogger(__name__)
+
+# the alarm kinds this service raises and clears itself
+_MANAGED = (AlarmKind.COMMUNICATION, AlarmKind.CALIBRATION_EXPIRED, AlarmKind.CHAIN_BROKEN)
+
+
+class _Retained:
+    """A retained message queued behind the readings that caused it (e.g. alarm state)."""
+
+    __slots__ = ("payload", "topic")
+
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload = topic, payload
 
 
 class GatewayService:
@@ -32,11 +46,22 @@ class GatewayService:
         self.loaded = loaded
         self.config = loaded.gateway(gateway_id)
         self.enterprise = loaded.config.enterprise.id
-        self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[list[Reading] | _Retained] = asyncio.Queue(queue_size)
         self.commit_interval_s = commit_interval_s
         self.coordinators: list[DeviceCoordinator] = build_coordinators(
             loaded, self.config, self._enqueue
         )
+        by_device = {c.config.id: c.config.instruments for c in self.coordinators}
+        cal = loaded.config.calibration
+        self.calibration: CalibrationStage | None = None
+        if cal is not None and any(by_device.values()):
+            self.calibration = CalibrationStage(loaded.resolve(cal.registry), by_device,
+                                                reload_s=cal.reload_s)
+        self._coordinator = {c.config.id: c for c in self.coordinators}
+        self.alarms = {c.config.id: AlarmBook() for c in self.coordinators}
+        # publish every device's alarm state once at start: clears alarms retained by an
+        # earlier run that no longer hold
+        self._alarms_unpublished = set(self.alarms)
         outbox_path = loaded.resolve(self.config.outbox.format(gateway=self.config.id))
         self.outbox = Outbox(outbox_path)
         status = status_topic(self.enterprise, self.config.id)
@@ -55,21 +80,56 @@ class GatewayService:
             on_connect_messages=[(status, b"online"), *metas],
         )
         self._seq = 0
-        self._pending: list[list[Reading]] = []  # taken from the queue, not yet committed
+        self._pending: list[list[Reading] | _Retained] = []  # taken, not yet committed
         self.acquired = 0  # readings put into the outbox
 
     async def _enqueue(self, readings: list[Reading]) -> None:
+        if self.calibration is not None:
+            self.calibration.apply(readings)
         await self._queue.put(readings)  # waits when full: back-pressure on the poller
+        alarms = self._alarm_message(readings[0].device)
+        if alarms is not None:
+            await self._queue.put(alarms)
 
-    def _to_messages(self, batch: list[list[Reading]]) -> list[tuple[str, bytes]]:
-        messages = []
-        for readings in batch:
+    def _alarm_message(self, device: str) -> _Retained | None:
+        """Reconcile the device's alarms with what holds now; its retained state message
+        if anything changed (or it was never published)."""
+        now = now_ns()
+        st = self._coordinator[device].state
+        desired: list[Alarm] = []
+        if st.degraded:
+            desired.append(Alarm(AlarmKind.COMMUNICATION, now,
+                                 f"{st.consecutive_failures} polls failed: {st.last_error}",
+                                 Severity.CRITICAL))
+        if self.calibration is not None:
+            desired.extend(self.calibration.alarms(device, now))
+        book = self.alarms[device]
+        book.reconcile(_MANAGED, desired, now)
+        if not book.changed() and device not in self._alarms_unpublished:
+            return None
+        self._alarms_unpublished.discard(device)
+        events = book.drain()
+        for e in events:
+            log.warning("%s: alarm %s %s: %s", device, e.alarm.key, e.action, e.alarm.reason)
+        return _Retained(alarms_topic(self.enterprise, self.config.id, device),
+                         encode_alarms(self.enterprise, self.config.id, device, now,
+                                       book.active, events))
+
+    def _commit(self, batch: list[list[Reading] | _Retained]) -> None:
+        """Commit a batch to the outbox in one transaction per kind, in order."""
+        data: list[tuple[str, bytes]] = []
+        retained: list[tuple[str, bytes]] = []
+        for item in batch:
+            if isinstance(item, _Retained):
+                retained.append((item.topic, item.payload))
+                continue
             self._seq += 1
-            r0 = readings[0]
-            messages.append((data_topic(r0.enterprise, r0.gateway, r0.device),
-                             encode_data(readings, self._seq)))
-            self.acquired += len(readings)
-        return messages
+            r0 = item[0]
+            data.append((data_topic(r0.enterprise, r0.gateway, r0.device),
+                         encode_data(item, self._seq)))
+            self.acquired += len(item)
+        self.outbox.put_many(data)
+        self.outbox.put_many(retained, retain=True)
 
     async def _writer(self) -> None:
         """Batch device polls into outbox commits (one transaction per commit interval)."""
@@ -79,7 +139,7 @@ class GatewayService:
             while not self._queue.empty():
                 self._pending.append(self._queue.get_nowait())
             batch, self._pending = self._pending, []
-            self.outbox.put_many(self._to_messages(batch))
+            self._commit(batch)
             self.publisher.notify()
 
     async def run(self) -> None:
@@ -104,7 +164,7 @@ class GatewayService:
         batch, self._pending = self._pending, []
         while not self._queue.empty():
             batch.append(self._queue.get_nowait())
-        self.outbox.put_many(self._to_messages(batch))
+        self._commit(batch)
         if self.publisher.connected:
             flusher = asyncio.create_task(self.publisher.run(), name="mqtt-final-flush")
             await self.publisher.flush(2.0)
@@ -112,4 +172,6 @@ class GatewayService:
         self.publisher.stop(self._offline)
         for c in self.coordinators:
             await c.bus.close()
+        if self.calibration is not None:
+            self.calibration.close()
         self.outbox.close()

@@ -33,7 +33,7 @@ from gateway.storage.base import StorageError
 
 __all__ = ["SCHEMA_VERSION", "HistorianStorage", "open_reader"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cert and verification columns (1 is migrated on open)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS readings (
     reason     TEXT,
     u          REAL,
     k          REAL,
+    cert       TEXT,
+    verification TEXT,
     PRIMARY KEY (enterprise, gateway, device, channel, ts_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_device_channel_ts ON readings (device, channel, ts_ns);
@@ -58,10 +60,15 @@ CREATE INDEX IF NOT EXISTS readings_device_channel_ts ON readings (device, chann
 
 _INSERT = (
     "INSERT OR REPLACE INTO readings (enterprise, gateway, device, channel, ts_ns, quantity, "
-    "unit, value, text, raw, quality, reason, u, k) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "unit, value, text, raw, quality, reason, u, k, cert, verification) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _COLUMNS = ("ts_ns, enterprise, gateway, device, channel, quantity, unit, value, text, raw, "
-            "quality, reason, u, k")
+            "quality, reason, u, k, cert, verification")
+_MIGRATIONS = {  # from version n to n + 1
+    1: ("ALTER TABLE readings ADD COLUMN cert TEXT",
+        "ALTER TABLE readings ADD COLUMN verification TEXT"),
+}
 
 
 def _finite(x: float | int | str | None) -> float | None:
@@ -76,19 +83,20 @@ def _row(r: Reading) -> tuple[Any, ...]:
     # a number as REAL (±inf included; SQLite stores NaN as NULL), a string as text
     num, text = (None, v) if isinstance(v, str) else (_finite(v), None)
     return (r.enterprise, r.gateway, r.device, r.channel, r.ts_ns, r.quantity, r.unit, num,
-            text, _finite(r.raw), str(r.quality), r.reason, _finite(r.u), _finite(r.k))
+            text, _finite(r.raw), str(r.quality), r.reason, _finite(r.u), _finite(r.k), r.cert,
+            r.verification)
 
 
 def _reading(row: tuple[Any, ...]) -> Reading:
     (ts_ns, enterprise, gateway, device, channel, quantity, unit, value, text, raw, quality,
-     reason, u, k) = row
+     reason, u, k, cert, verification) = row
     q = Quality(quality)
     v: float | str | None = value if value is not None else text
     if v is None and q is not Quality.BAD:
         v = math.nan  # stored NaN
     return Reading(ts_ns=ts_ns, enterprise=enterprise, gateway=gateway, device=device,
                    channel=channel, quantity=quantity, unit=unit, value=v, raw=raw, quality=q,
-                   reason=reason, u=u, k=k)
+                   reason=reason, u=u, k=k, cert=cert, verification=verification)
 
 
 def open_reader(path: str | Path) -> sqlite3.Connection:
@@ -110,11 +118,19 @@ class HistorianStorage:
                 self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.executescript(_SCHEMA)
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
+                self._conn.executescript(_SCHEMA)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
+                version = SCHEMA_VERSION
+            while version in _MIGRATIONS:
+                with self._conn:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    for statement in _MIGRATIONS[version]:
+                        self._conn.execute(statement)
+                    version += 1
+                    self._conn.execute(f"PRAGMA user_version = {version}")
+            if version != SCHEMA_VERSION:
                 raise StorageError(f"{self.path}: historian schema {version}, this code "
                                    f"knows {SCHEMA_VERSION}", retryable=False)
         except (sqlite3.Error, OSError) as exc:

@@ -2,8 +2,8 @@
 
 The schema (one point per reading)::
 
-    <quantity>,channel=…,device=…,enterprise=…,gateway=…,unit=… \
-value=<float>,raw=<float>,quality="good",reason="…",u=<float>,k=<float> <ts_ns>
+    <quantity>,channel=…,device=…,enterprise=…,gateway=…,unit=…[,verification=…] \
+value=<float>,raw=<float>,quality="good",reason="…",u=<float>,k=<float>,U=<float>,cert="…" <ts_ns>
 
 * measurement = ``reading.quantity``; tags in sorted key order (what InfluxDB sorts them into
   anyway); a tag whose value is empty is left out (line protocol has no empty tag values).
@@ -12,8 +12,11 @@ value=<float>,raw=<float>,quality="good",reason="…",u=<float>,k=<float> <ts_ns
   A non-finite float (NaN, ±inf) has no line-protocol representation: ``value`` is left out
   and ``text`` carries ``"nan"``/``"inf"``/``"-inf"``.
 * ``raw`` is a float field, left out when ``None``, a string, or not finite.
-* ``quality`` is always written (string field), ``reason`` only when set; ``u`` and ``k``
-  only when set (and finite).
+* ``quality`` is always written (string field), ``reason`` only when set; ``u`` (standard
+  uncertainty), ``k`` and ``U`` = k·u only when set (and finite), ``cert`` (the certificate
+  applied, a string field) only when set.
+* ``verification`` is a tag, present only when the instrument's mandatory verification is
+  not in order (``overdue`` …), so ``WHERE verification = 'overdue'`` finds those readings.
 * A bad reading (``value is None``) is still written: ``quality`` and ``reason`` carry it.
 * The timestamp is ``ts_ns`` (nanoseconds; write with ``precision=ns``).
 
@@ -132,10 +135,16 @@ def _fields(r: Reading) -> str:
     parts.append(_QUALITY.get(r.quality) or f'quality="{escape_string_field(str(r.quality))}"')
     if r.reason:
         parts.append(f'reason="{escape_string_field(r.reason)}"')
-    if r.u is not None and (u := _num(r.u)) is not None:
+    u = _num(r.u)
+    k = _num(r.k)
+    if u is not None:
         parts.append(f"u={u!r}")
-    if r.k is not None and (k := _num(r.k)) is not None:
+    if k is not None:
         parts.append(f"k={k!r}")
+    if u is not None and k is not None and (big_u := _num(u * k)) is not None:
+        parts.append(f"U={big_u!r}")
+    if r.cert:
+        parts.append(f'cert="{escape_string_field(r.cert)}"')
     return ",".join(parts)
 
 
@@ -144,10 +153,12 @@ def to_line(r: Reading) -> str:
     if not r.quantity:
         raise ValueError("a reading needs a quantity: it is the measurement name")
     key = _series_key(r.quantity, r.enterprise, r.gateway, r.device, r.channel, r.unit)
+    if r.verification:
+        key = f"{key},verification={escape_tag(r.verification)}"  # sorts after unit
     v, raw = r.value, r.raw
     # fast path, the common case: a finite float value, raw None/int/float, no reason, u, k
     if (type(v) is float and v - v == 0.0 and not r.reason and r.u is None
-            and r.k is None and (q := _QUALITY.get(r.quality)) is not None):
+            and r.k is None and not r.cert and (q := _QUALITY.get(r.quality)) is not None):
         if raw is None:
             return f"{key} value={v!r},{q} {r.ts_ns}"
         if type(raw) is int and -_INT_EXACT < raw < _INT_EXACT:

@@ -43,11 +43,18 @@ def test_golden_good_float() -> None:
 
 def test_golden_all_fields() -> None:
     r = reading(value=0.1, raw=1e-05, quality=Quality.UNCERTAIN, reason=Reason.OUT_OF_RANGE,
-                u=0.002, k=2)
+                u=0.002, k=2, cert='C "1"', verification="overdue")
     assert to_line(r) == (
+        "voltage,channel=u_l1,device=m1,enterprise=acme,gateway=gw1,unit=V,verification=overdue "
+        'value=0.1,raw=1e-05,quality="uncertain",reason="out_of_range",u=0.002,k=2.0,U=0.004,'
+        f'cert="C \\"1\\"" {TS}'
+    )
+
+
+def test_certificate_alone_leaves_the_fast_path() -> None:
+    assert to_line(reading(value=1.5, cert="C-1")) == (
         "voltage,channel=u_l1,device=m1,enterprise=acme,gateway=gw1,unit=V "
-        'value=0.1,raw=1e-05,quality="uncertain",reason="out_of_range",u=0.002,k=2.0 '
-        f"{TS}"
+        f'value=1.5,quality="good",cert="C-1" {TS}'
     )
 
 

@@ -1,0 +1,242 @@
+"""The gateway's calibration stage: channels that name an instrument get its correction.
+
+For every reading of such a channel the stage applies the correction of the instrument's
+current certificate (``calibration.apply``) and attaches ``u``, ``k`` (so U = k·u) and the
+certificate id. Nothing is ever dropped; a reading is kept and flagged ``uncertain`` with a
+reason when
+
+* its raw value lies outside the calibrated range (``outside_calibrated_range``: the value
+  stays uncorrected, without u/k/cert — a correction is never extrapolated);
+* the certificate has expired (``calibration_expired``: still corrected, with its cert);
+* the traceability chain is broken (``chain_broken``: missing or expired reference
+  certificates, a reference used outside its range, a chain that does not end at a national
+  standard, or a registry whose audit log fails its check);
+* the instrument is unknown or has no certificate (``not_calibrated``).
+
+The registry (one SQLite file, written by ``daq cert import``) is read at start and looked at
+every ``reload_s`` seconds: when its audit head changes, or the date changes (a certificate
+may have expired overnight), the calibrations are rebuilt — a new certificate is picked up
+without restarting the gateway. The registry's audit log is verified at each rebuild; if it
+fails, no correction from it is trusted.
+
+The stage also tells, per device, which calibration alarms are active
+(:meth:`CalibrationStage.alarms`), for the gateway's retained ``…/alarms`` message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibration.apply import ChannelCalibration, calibration_of
+from calibration.chain import Records
+from calibration.models import ModelError
+from calibration.records import Certificate, Instrument
+from calibration.registry import Registry, RegistryError
+from daq.alarms import Alarm, AlarmKind, Severity
+from daq.model import Quality, Reading, Reason
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CalibrationStage", "ChannelState"]
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """What the stage knows of one (device, channel)'s instrument today."""
+
+    instrument: str
+    calibration: ChannelCalibration | None  # None: instrument unknown or registry unusable
+    problem: str | None  # why no calibration applies (when ``calibration`` is None)
+
+    @property
+    def flag(self) -> str | None:
+        """The reason every reading of the channel carries (besides range checks)."""
+        cal = self.calibration
+        if cal is None or not cal.usable:
+            return Reason.NOT_CALIBRATED.value
+        if cal.expired:
+            return Reason.CALIBRATION_EXPIRED.value
+        if cal.problems:
+            return Reason.CHAIN_BROKEN.value
+        return None
+
+
+def _utc_date(ts_ns: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).date()
+
+
+class CalibrationStage:
+    """Applies calibrations to readings; rebuilt when the registry or the date changes."""
+
+    def __init__(self, registry_path: Path, channels: Mapping[str, Mapping[str, str]], *,
+                 reload_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+        self.registry_path = registry_path
+        self.channels = {dev: dict(chs) for dev, chs in channels.items() if chs}
+        self.reload_s = reload_s
+        self.clock = clock
+        self._states: dict[tuple[str, str], ChannelState] = {}
+        self._head: str | None = None
+        self._on: dt.date | None = None
+        self._checked = -float("inf")
+        self._registry: Registry | None = None
+        self._unusable: str | None = None
+        self.rebuilds = 0
+        self.refresh(force=True)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.channels)
+
+    # -- registry ---------------------------------------------------------------------------
+    def _open(self) -> Registry | None:
+        if self._registry is None:
+            try:
+                self._registry = Registry(self.registry_path, create=False)
+            except RegistryError as exc:
+                self._set_unusable(str(exc))
+        return self._registry
+
+    def _set_unusable(self, why: str) -> None:
+        if self._unusable != why:
+            log.error("calibration registry %s: %s; readings of the channels that name an "
+                      "instrument are flagged not_calibrated", self.registry_path, why)
+        self._unusable = why
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Rebuild if ``reload_s`` has passed and the registry or the date changed; True
+        if rebuilt."""
+        if not self.active:
+            return False
+        now = self.clock()
+        if not force and now - self._checked < self.reload_s:
+            return False
+        self._checked = now
+        today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+        reg = self._open()
+        head = None
+        if reg is not None:
+            try:
+                head = reg.head()
+            except Exception as exc:  # a corrupt or locked file: keep the last good state
+                log.warning("calibration registry %s unreadable: %s", self.registry_path, exc)
+                return False
+        if not force and head == self._head and today == self._on:
+            return False
+        self._rebuild(reg, today)
+        self._head, self._on = head, today
+        return True
+
+    def _rebuild(self, reg: Registry | None, today: dt.date) -> None:
+        records: Records | None = None
+        problem = self._unusable or "no registry"
+        if reg is not None:
+            try:
+                tampered = reg.verify()
+                if tampered:
+                    problem = f"the registry's audit log fails its check: {tampered[0]}"
+                    self._set_unusable(problem)
+                else:
+                    records = Records.of(
+                        [r for r in reg.list("instrument") if isinstance(r, Instrument)],
+                        [r for r in reg.list("certificate") if isinstance(r, Certificate)])
+                    self._unusable = None
+            except Exception as exc:
+                problem = f"cannot read the registry: {exc}"
+                self._set_unusable(problem)
+        states: dict[tuple[str, str], ChannelState] = {}
+        for dev, chs in self.channels.items():
+            for ch, inst in chs.items():
+                states[(dev, ch)] = self._state(records, inst, today, problem)
+        changed = [k for k, s in states.items()
+                   if (old := self._states.get(k)) is None or old.calibration is None
+                   or s.calibration is None or old.calibration.cert_id != s.calibration.cert_id]
+        self._states = states
+        self.rebuilds += 1
+        for key in changed:
+            s = states[key]
+            log.info("%s/%s: instrument %s, certificate %s%s", key[0], key[1], s.instrument,
+                     s.calibration.cert_id if s.calibration else None,
+                     f" ({s.flag})" if s.flag else "")
+
+    @staticmethod
+    def _state(records: Records | None, inst: str, today: dt.date,
+               problem: str) -> ChannelState:
+        if records is None:
+            return ChannelState(inst, None, problem)
+        if inst not in records.instruments:
+            return ChannelState(inst, None, f"instrument {inst!r} is not in the registry")
+        try:
+            return ChannelState(inst, calibration_of(records, inst, today), None)
+        except ModelError as exc:
+            return ChannelState(inst, None, f"certificate model unusable: {exc}")
+
+    def state(self, device: str, channel: str) -> ChannelState | None:
+        return self._states.get((device, channel))
+
+    # -- readings ---------------------------------------------------------------------------
+    def apply(self, readings: list[Reading]) -> None:
+        """Correct and flag, in place, the readings of channels that name an instrument."""
+        if not self.active or not readings:
+            return
+        self.refresh()
+        chs = self.channels.get(readings[0].device)
+        if not chs:
+            return
+        for r in readings:
+            if r.channel not in chs or r.quality is Quality.BAD:
+                continue
+            st = self._states.get((r.device, r.channel))
+            if st is None:
+                continue
+            flag = st.flag
+            cal = st.calibration
+            if cal is not None and cal.usable and isinstance(r.value, int | float) \
+                    and not isinstance(r.value, bool):
+                assert cal.certificate is not None
+                days = (_utc_date(r.ts_ns) - cal.certificate.calibration_date).days
+                out = cal.correct(np.float64(r.value), float(days))
+                if bool(out.in_range):
+                    r.value = float(out.value)
+                    r.u = float(out.u)
+                    r.k = float(out.k)
+                    r.cert = cal.cert_id
+                else:
+                    r.flag(Reason.OUTSIDE_CALIBRATED_RANGE.value)
+            if flag is not None:
+                r.flag(flag)
+
+    # -- alarms -----------------------------------------------------------------------------
+    def alarms(self, device: str, now_ns: int) -> list[Alarm]:
+        """The calibration alarms active for ``device`` now (one per affected channel)."""
+        out = []
+        for ch in self.channels.get(device, {}):
+            st = self._states.get((device, ch))
+            if st is None or st.flag is None:
+                continue
+            cal = st.calibration
+            if st.flag == Reason.CALIBRATION_EXPIRED.value:
+                assert cal is not None
+                assert cal.certificate is not None
+                out.append(Alarm(AlarmKind.CALIBRATION_EXPIRED, now_ns,
+                                 f"certificate {cal.cert_id} of {st.instrument} expired on "
+                                 f"{cal.certificate.expires}", Severity.WARNING, ch,
+                                 {"instrument": st.instrument, "certificate": cal.cert_id,
+                                  "expired": cal.certificate.expires.isoformat()}))
+            else:
+                why = st.problem if cal is None else "; ".join(cal.problems)
+                out.append(Alarm(AlarmKind.CHAIN_BROKEN, now_ns,
+                                 f"{st.instrument}: {why}", Severity.WARNING, ch,
+                                 {"instrument": st.instrument}))
+        return out
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
