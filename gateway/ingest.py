@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
+from daq.alarms import AlarmPayloadError, decode_alarms
 from daq.config import LoadedConfig
 from daq.model import Reading
 from daq.payload import PayloadError, decode_data
@@ -29,6 +30,27 @@ from gateway.outbox import Outbox
 from gateway.storage.base import Storage, StorageError
 
 log = logging.getLogger(__name__)
+
+
+def stored_topic(topic: str) -> bool:
+    """Data and alarm messages are stored; meta and status are retained state only."""
+    return topic.endswith(("/data", "/alarms"))
+
+
+def readings_of(topic: str, payload: bytes) -> list[Reading]:
+    """The readings a stored message becomes. An alarms message becomes its events, as
+    readings of quantity ``alarm`` (measurement ``alarm`` in InfluxDB): channel = the alarm's
+    key (``kind`` or ``kind:channel``), value 1 when raised and 0 when cleared, reason = the
+    alarm's reason, at the event's time. Raises PayloadError for a malformed message."""
+    if not topic.endswith("/alarms"):
+        return decode_data(payload)
+    try:
+        state = decode_alarms(payload)
+    except AlarmPayloadError as exc:
+        raise PayloadError(str(exc)) from exc
+    return [Reading(e.ts_ns, state.enterprise, state.gateway, state.device, e.alarm.key,
+                    "alarm", "", 1 if e.action == "raised" else 0, reason=e.alarm.reason)
+            for e in state.events]
 
 
 @dataclass(slots=True)
@@ -167,10 +189,10 @@ class Ingest:
         readings: list[Reading] = []
         data: list[_Message] = []
         for m in batch:
-            if not m.topic.endswith("/data"):
+            if not stored_topic(m.topic):
                 continue  # meta and status: retained, nothing to store
             try:
-                readings.extend(decode_data(m.payload))
+                readings.extend(readings_of(m.topic, m.payload))
                 data.append(m)
             except PayloadError as exc:
                 assert self._dead is not None
@@ -221,7 +243,7 @@ class Ingest:
             if not rows:
                 log.info("ingest: spool replayed; storage is back")
                 return True
-            readings = [r for _, _, payload, _ in rows for r in decode_data(payload)]
+            readings = [r for _, topic, payload, _ in rows for r in readings_of(topic, payload)]
             try:
                 self.storage.write(readings)
             except StorageError as exc:

@@ -241,6 +241,8 @@ def _count(path: Path) -> int:
 def _readings_in(path: Path) -> dict[int, list[Reading]]:
     box = Outbox(path)
     try:
-        return {row_id: decode_data(payload) for row_id, _, payload, _ in box.pending(0, 10**6)}
+        return {row_id: decode_data(payload)  # data only: the outbox holds alarm states too
+                for row_id, topic, payload, _ in box.pending(0, 10**6)
+                if topic.endswith("/data")}
     finally:
         box.close()

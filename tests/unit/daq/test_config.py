@@ -174,3 +174,37 @@ def test_a_bad_meter_address_is_located(tmp_path: Path) -> None:
     (err,) = errors_of(p)
     assert err.startswith(f"{p}:12: gateways[0].buses[0].devices[0].address: String should "
                           "match pattern")
+
+
+INSTRUMENTS = """\
+enterprise: {id: lab}
+gateways:
+  - id: gw
+    buses:
+      - id: dmm-lan
+        protocol: instrument
+        host: 127.0.0.1
+        port: 5025
+        devices:
+          - id: dmm
+            profile: scpi-dmm-dcv
+            instruments:
+              dcv: dmm-34465a-07
+              acv: dmm-34465a-07
+"""
+
+
+def test_instruments_name_existing_channels_and_need_a_registry(tmp_path: Path) -> None:
+    path = write(tmp_path, INSTRUMENTS)
+    errs = errors_of(path)
+    assert f"{path}:12: gateways[0].buses[0].devices[0].instruments: channels name " \
+           "instruments, but the config has no `calibration: {registry: …}` section" in errs
+    assert f"{path}:14: gateways[0].buses[0].devices[0].instruments.acv: profile " \
+           "'scpi-dmm-dcv' has no channel 'acv' (channels: dcv)" in errs
+    ok = write(tmp_path, INSTRUMENTS.replace("              acv: dmm-34465a-07\n", "")
+               + "calibration: {registry: reg.sqlite, reload_s: 2}\n")
+    loaded = load_config(ok)
+    assert loaded.config.calibration is not None
+    assert loaded.config.calibration.reload_s == 2
+    (_, _, dev), = loaded.devices()
+    assert dev.instruments == {"dcv": "dmm-34465a-07"}
