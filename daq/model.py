@@ -112,9 +112,10 @@ class ChannelMeta:
     range_min: float | None = None
     range_max: float | None = None
     resolution: float | None = None
+    instrument: str | None = None  # the calibration registry's instrument, if mapped
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "id": self.id,
             "quantity": self.quantity,
             "unit": self.unit,
@@ -122,6 +123,9 @@ class ChannelMeta:
             "range": [self.range_min, self.range_max],
             "resolution": self.resolution,
         }
+        if self.instrument is not None:
+            d["instrument"] = self.instrument
+        return d
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ recovery. Other devices are never held up by it beyond its own timeout on a shar
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -108,6 +109,7 @@ class DeviceCoordinator:
 
     @property
     def meta(self) -> DeviceMeta:
+        instruments = self.config.instruments
         return DeviceMeta(
             enterprise=self.enterprise,
             gateway=self.gateway,
@@ -116,7 +118,8 @@ class DeviceCoordinator:
             maker=self.profile.maker,
             model=self.profile.model,
             interval_ms=self.config.interval_ms,
-            channels=tuple(ch.meta() for ch in self.profile.channels),
+            channels=tuple(dataclasses.replace(ch.meta(), instrument=instruments.get(ch.id))
+                           for ch in self.profile.channels),
         )
 
     def _stuck(self, results: list[ChannelResult]) -> bool:
