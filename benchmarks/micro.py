@@ -8,12 +8,20 @@ machine). Inputs are built once, outside the timing, from the real profiles.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from calibration.apply import ChannelCalibration, calibration_of
+from calibration.chain import Records
+from calibration.models import GainOffset
+from calibration.records import RecordSet
+from calibration.registry import Registry
 from daq.model import Reading
 from daq.payload import data_topic, decode_data, encode_data
 from daq.profiles import Profile, load_modbus_profile
@@ -27,6 +35,7 @@ from drivers.modbus.codec import (
 )
 from drivers.modbus.driver import ModbusDevice
 from drivers.modbus.plan import ReadPlan, plan_reads
+from gateway.calibration import CalibrationStage
 from gateway.outbox import Outbox
 from gateway.storage.lineproto import to_body
 
@@ -180,4 +189,48 @@ def run_micro(min_time_s: float = 0.3, repeats: int = 5) -> list[MicroResult]:
             "(one commit), pending, ack (one commit); WAL, synchronous=NORMAL",
             len(messages) * 14, outbox_cycle)
         outbox.close()
+
+    with tempfile.TemporaryDirectory(prefix="daq-bench-cal-") as tmp:
+        stage, cal = _calibration(Path(tmp) / "registry.sqlite")
+        values = np.linspace(-9.9, 9.9, 10_000)
+        add("calibration correct", "ChannelCalibration.correct: 10 000 indicated values → "
+            "corrected, u, k (gain/offset with covariance, resolution, repeatability, drift)",
+            values.size, lambda: cal.correct(values, 30.0))
+        one = [Reading(time.time_ns(), "b", "gw", "dmm", "dcv", "voltage", "V", 5.0, 5.0)]
+
+        def stage_apply() -> None:
+            one[0].value, one[0].u, one[0].cert = 5.0, None, None
+            stage.apply(one)
+
+        add("calibration stage", "CalibrationStage.apply: one calibrated reading, as the "
+            "gateway corrects each poll (registry cached)", 1, stage_apply)
+        stage.close()
     return out
+
+
+def _calibration(path: Path) -> tuple[CalibrationStage, ChannelCalibration]:
+    """A registry with a national standard and a working DMM calibrated against it."""
+    def inst(id_: str, role: str) -> dict[str, object]:
+        return {"id": id_, "maker": "m", "model": "m", "serial": id_, "quantity": "voltage",
+                "unit": "V", "range": {"min": -10.0, "max": 10.0}, "resolution": 1e-6,
+                "accuracy": {"a_pct_reading": 0.003, "b_pct_range": 0.0005}, "owner": "b",
+                "location": "bench", "role": role, "mandatory_verification": False,
+                "repeatability": 2e-5, "drift_per_year": 1e-5}
+
+    today = dt.datetime.now(dt.UTC).date()
+    points = [{"nominal": v, "reference": v, "indicated": v + 1e-3, "error": 1e-3,
+               "U": 1e-5, "k": 2.0} for v in (-10.0, 0.0, 10.0)]
+    model = GainOffset(-1e-3, 1e-5, ((1e-11, 1e-13), (1e-13, 1e-13)), 5, -10.5, 10.5)
+    records = RecordSet.model_validate({
+        "instruments": [inst("nat", "national_standard"), inst("dmm", "working")],
+        "certificates": [
+            {"id": f"C-{i}", "instrument": i, "laboratory": "l", "accreditation": "a",
+             "calibration_date": (today - dt.timedelta(days=30)).isoformat(),
+             "interval_days": 365, "reference_certificates": refs, "points": points,
+             "model": model.to_dict(), "conformity": "ok"}
+            for i, refs in (("nat", []), ("dmm", ["C-nat"]))]})
+    with Registry(path) as reg:
+        reg.import_records(records, "benchmark", "set up")
+    stage = CalibrationStage(path, {"dmm": {"dcv": "dmm"}}, reload_s=3600)
+    recs = Records.of(records.instruments, records.certificates)
+    return stage, calibration_of(recs, "dmm", today)

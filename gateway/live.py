@@ -79,14 +79,17 @@ def render(feed: LiveFeed, footer: Callable[[], str] | None = None) -> Group:
     table = Table(title=f"daq live — {feed.loaded.config.enterprise.name or ''}",
                   expand=False, header_style="bold")
     for col, justify in (("device", "left"), ("channel", "left"), ("value", "right"),
-                         ("unit", "left"), ("quality", "left"), ("age", "right")):
+                         ("± U", "right"), ("unit", "left"), ("quality", "left"),
+                         ("age", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for item in feed.snapshot():
         r = item.reading
         age_s = (now - r.ts_ns) / 1e9
         quality = Text(r.quality.value + (f" ({r.reason})" if r.reason else ""),
                        style=QUALITY_STYLE[r.quality])
-        table.add_row(r.device, r.channel, _fmt(r.value), r.unit, quality,
+        big_u = r.U
+        table.add_row(r.device, r.channel, _fmt(r.value),
+                      "" if big_u is None else f"{big_u:.2g}", r.unit, quality,
                       Text(f"{age_s:.1f} s", style="red" if age_s > 5 else ""))
     if not feed.latest:
         table.caption = "waiting for the first readings…"

@@ -34,8 +34,12 @@ def test_k95_matches_student_t_and_truncates() -> None:
     assert ks[0] == pytest.approx(3.182, abs=5e-4)
     assert ks[1] == ks[0]  # ν_eff truncated to the integer below (GUM G.6.4)
     assert ks[2] == pytest.approx(1.960, abs=5e-4)
-    assert ks[3] == ks[2]
+    assert ks[3] == pytest.approx(ks[2], abs=1e-8)
     assert ks[4] == pytest.approx(coverage_factor(1.0))  # ν < 1 taken as 1
+    nus = np.array([1, 2, 7, 30, 199, 200, 201, 350, 1000, 12345, 1e6, 1e9])
+    exact = [coverage_factor(float(n)) for n in nus]
+    # table up to ν = 200, then the series; coverage_factor itself returns z above ν = 1e7
+    np.testing.assert_allclose(k95(nus), exact, rtol=0, atol=3e-9)
 
 
 def test_correction_and_uncertainty_equal_the_budget_path() -> None:
