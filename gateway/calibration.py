@@ -75,6 +75,8 @@ def _utc_date(ts_ns: int) -> dt.date:
 class CalibrationStage:
     """Applies calibrations to readings; rebuilt when the registry or the date changes."""
 
+    kinds: tuple[str, ...] = (AlarmKind.CALIBRATION_EXPIRED, AlarmKind.CHAIN_BROKEN)
+
     def __init__(self, registry_path: Path, channels: Mapping[str, Mapping[str, str]], *,
                  reload_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
         self.registry_path = registry_path

@@ -66,6 +66,7 @@ class DeviceState:
     consecutive_failures: int = 0
     degraded: bool = False
     last_error: str | None = None
+    last_reason: str | None = None  # the Reason code of last_error
     polls: int = 0
     failures: int = 0
     missed_ticks: int = 0  # due ticks not polled because a poll overran its interval
@@ -176,6 +177,7 @@ class DeviceCoordinator:
             st.failures += 1
             st.consecutive_failures += 1
             st.last_error = str(errors[0])
+            st.last_reason = str(errors[0].reason)
             if st.consecutive_failures == 1:
                 log.warning("%s: no reading (%s)", self.config.id, errors[0])
             if st.consecutive_failures == self.config.failures_before_backoff:
@@ -189,6 +191,7 @@ class DeviceCoordinator:
             st.consecutive_failures = 0
             st.degraded = False
             st.last_error = None
+            st.last_reason = None
 
     def backoff_ticks(self) -> int:
         """Ticks to skip before the next poll (0 while healthy)."""

@@ -10,19 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from daq.alarms import Alarm, AlarmBook, AlarmKind, Severity, alarms_topic, encode_alarms
 from daq.config import LoadedConfig
 from daq.model import Reading, now_ns
 from daq.payload import data_topic, encode_data, encode_meta, meta_topic, status_topic
+from gateway.alarming import AlarmSource, AlarmSupervisor
 from gateway.calibration import CalibrationStage
 from gateway.mqtt import Publisher, Will, unique_client_id
 from gateway.outbox import Outbox
 from gateway.poller import DeviceCoordinator, build_coordinators
 
 log = logging.getLogger(__name__)
-
-# the alarm kinds this service raises and clears itself
-_MANAGED = (AlarmKind.COMMUNICATION, AlarmKind.CALIBRATION_EXPIRED, AlarmKind.CHAIN_BROKEN)
 
 
 class _Retained:
@@ -58,10 +55,9 @@ class GatewayService:
             self.calibration = CalibrationStage(loaded.resolve(cal.registry), by_device,
                                                 reload_s=cal.reload_s)
         self._coordinator = {c.config.id: c for c in self.coordinators}
-        self.alarms = {c.config.id: AlarmBook() for c in self.coordinators}
-        # publish every device's alarm state once at start: clears alarms retained by an
-        # earlier run that no longer hold
-        self._alarms_unpublished = set(self.alarms)
+        sources: list[AlarmSource] = [] if self.calibration is None else [self.calibration]
+        self.alarms = AlarmSupervisor(self.enterprise, self.config.id, self._coordinator,
+                                      sources)
         outbox_path = loaded.resolve(self.config.outbox.format(gateway=self.config.id))
         self.outbox = Outbox(outbox_path)
         status = status_topic(self.enterprise, self.config.id)
@@ -87,33 +83,11 @@ class GatewayService:
         if self.calibration is not None:
             self.calibration.apply(readings)
         await self._queue.put(readings)  # waits when full: back-pressure on the poller
-        alarms = self._alarm_message(readings[0].device)
+        device = readings[0].device
+        alarms = self.alarms.observe(device, self._coordinator[device].state, readings,
+                                     now_ns())
         if alarms is not None:
-            await self._queue.put(alarms)
-
-    def _alarm_message(self, device: str) -> _Retained | None:
-        """Reconcile the device's alarms with what holds now; its retained state message
-        if anything changed (or it was never published)."""
-        now = now_ns()
-        st = self._coordinator[device].state
-        desired: list[Alarm] = []
-        if st.degraded:
-            desired.append(Alarm(AlarmKind.COMMUNICATION, now,
-                                 f"{st.consecutive_failures} polls failed: {st.last_error}",
-                                 Severity.CRITICAL))
-        if self.calibration is not None:
-            desired.extend(self.calibration.alarms(device, now))
-        book = self.alarms[device]
-        book.reconcile(_MANAGED, desired, now)
-        if not book.changed() and device not in self._alarms_unpublished:
-            return None
-        self._alarms_unpublished.discard(device)
-        events = book.drain()
-        for e in events:
-            log.warning("%s: alarm %s %s: %s", device, e.alarm.key, e.action, e.alarm.reason)
-        return _Retained(alarms_topic(self.enterprise, self.config.id, device),
-                         encode_alarms(self.enterprise, self.config.id, device, now,
-                                       book.active, events))
+            await self._queue.put(_Retained(*alarms))
 
     def _commit(self, batch: list[list[Reading] | _Retained]) -> None:
         """Commit a batch to the outbox in one transaction per kind, in order."""
