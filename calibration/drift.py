@@ -187,7 +187,7 @@ def mpe_at(instrument: Instrument, value: float) -> float:
     return (acc.a_pct_reading * abs(value) + acc.b_pct_range * span) / 100.0
 
 
-def fit(t_days: Sequence[float], errors: Sequence[float], u: Sequence[float],
+def fit(t_days: npt.ArrayLike, errors: npt.ArrayLike, u: npt.ArrayLike,
         degree: int) -> tuple[FloatArray, FloatArray, int, float]:
     """Weighted least squares of ``errors`` on a polynomial in ``t_days``.
 

@@ -395,3 +395,8 @@ def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
 
 if __name__ == "__main__":
     main()
+
+from daq.cli_verify import drift, verify  # noqa: E402 (issue 6: verification and drift)
+
+main.add_command(verify)
+main.add_command(drift)
