@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from calibration.chain import Records
 from calibration.legal import Gb17167Classes, VerificationPeriods, class_number
 from calibration.records import Certificate, Instrument, RecordSet, VerificationRecord
 
@@ -65,9 +66,26 @@ class Register:
         return cls.of(records.instruments, records.certificates, records.verifications)
 
     @classmethod
+    def from_chain_records(cls, records: Records) -> Register:
+        """From :class:`calibration.chain.Records` (which hold no verification records: every
+        instrument under mandatory verification is then ``never_verified``)."""
+        return cls.of(records.instruments.values(), records.certificates.values())
+
+    @classmethod
     def from_registry(cls, registry: Registry) -> Register:
         out: list[Any] = [registry.list(k) for k in ("instrument", "certificate", "verification")]
         return cls.of(*out)
+
+
+AnyRecords = Register | RecordSet | Records
+
+
+def as_register(records: AnyRecords) -> Register:
+    if isinstance(records, Register):
+        return records
+    if isinstance(records, RecordSet):
+        return Register.from_records(records)
+    return Register.from_chain_records(records)
 
 
 @dataclass(frozen=True)
@@ -132,7 +150,7 @@ def _add_years(day: dt.date, years: float) -> dt.date:
     return add_months(day, round(years * 12))
 
 
-def status(records: Register | RecordSet, instrument_id: str, at: dt.date,
+def status(records: AnyRecords, instrument_id: str, at: dt.date,
            window_days: int = DEFAULT_WINDOW_DAYS,
            periods: VerificationPeriods | None = None) -> VerificationStatus:
     """The status of ``instrument_id`` at ``at``.
@@ -143,7 +161,7 @@ def status(records: Register | RecordSet, instrument_id: str, at: dt.date,
     ``not_required`` when they have none. ``due_soon`` when 0 ≤ days left ≤ ``window_days``.
     Raises :class:`VerificationError` for an unknown instrument or a negative window.
     """
-    reg = records if isinstance(records, Register) else Register.from_records(records)
+    reg = as_register(records)
     if window_days < 0:
         raise VerificationError(f"window_days must be >= 0, got {window_days}")
     inst = reg.instruments.get(instrument_id)
@@ -154,12 +172,12 @@ def status(records: Register | RecordSet, instrument_id: str, at: dt.date,
     return _calibration_status(reg, inst, at, window_days)
 
 
-def register_status(records: Register | RecordSet, at: dt.date,
+def register_status(records: AnyRecords, at: dt.date,
                     window_days: int = DEFAULT_WINDOW_DAYS,
                     periods: VerificationPeriods | None = None,
                     enterprise: str | None = None) -> list[VerificationStatus]:
     """Every instrument's status (of one enterprise if given), most urgent first."""
-    reg = records if isinstance(records, Register) else Register.from_records(records)
+    reg = as_register(records)
     out = [status(reg, i.id, at, window_days, periods) for i in reg.instruments.values()
            if enterprise is None or i.owner == enterprise]
     return sorted(out, key=VerificationStatus.sort_key)
@@ -273,9 +291,9 @@ class EnterpriseSummary:
 _USABLE: frozenset[State] = frozenset({"valid", "due_soon"})
 
 
-def summaries(records: Register | RecordSet,
+def summaries(records: AnyRecords,
               statuses: Iterable[VerificationStatus]) -> list[EnterpriseSummary]:
-    reg = records if isinstance(records, Register) else Register.from_records(records)
+    reg = as_register(records)
     by_ent: dict[str, list[VerificationStatus]] = {}
     for s in statuses:
         by_ent.setdefault(s.enterprise, []).append(s)
@@ -332,12 +350,12 @@ def instrument_class(inst: Instrument) -> tuple[str, tuple[float, int]]:
     return f"{total:g} (a+b %)", (total, 1)
 
 
-def class_findings(records: Register | RecordSet, classes: Gb17167Classes, at: dt.date,
+def class_findings(records: AnyRecords, classes: Gb17167Classes, at: dt.date,
                    edition: str | None = None,
                    enterprise: str | None = None) -> list[Finding]:
     """Findings for every instrument with an ``energy_type`` and a ``measurement_level``,
     against ``edition`` (by name) or the edition in force at ``at``."""
-    reg = records if isinstance(records, Register) else Register.from_records(records)
+    reg = as_register(records)
     ed = classes.edition_named(edition) if edition else classes.edition_at(at)
     out: list[Finding] = []
     for inst in sorted(reg.instruments.values(), key=lambda i: (i.owner, i.id)):

@@ -319,3 +319,13 @@ def test_shipped_data_marks_what_is_unconfirmed() -> None:
     assert not any(r.confirmed for e in CLASSES.editions for r in e.requirements)
     assert CLASSES.edition_at(D(2026, 2, 1)).edition == "GB 17167-2025"  # type: ignore[union-attr]
     assert CLASSES.edition_at(D(2026, 1, 31)).edition == "GB 17167-2006"  # type: ignore[union-attr]
+
+
+def test_chain_records_work_as_records(register: Register) -> None:
+    from calibration.chain import Records
+
+    chain = Records.of(register.instruments.values(),
+                       [c for cs in register.certificates.values() for c in cs])
+    assert status(chain, "lab-dmm", AT) == status(register, "lab-dmm", AT)
+    # chain records hold no verification records
+    assert status(chain, "due-today", AT).state == "never_verified"
