@@ -19,8 +19,7 @@ def plot_drift(report: Any, path: str | Path) -> None:
     from matplotlib import pyplot as plt
 
     points = report.points
-    fig, axes = plt.subplots(len(points), 1, figsize=(8, 3 * len(points)), squeeze=False,
-                             sharex=True)
+    fig, axes = plt.subplots(len(points), 1, figsize=(8, 3 * len(points)), squeeze=False)
     end = report.predicted_oot or (report.last_calibration + dt.timedelta(days=365))
     end = max(end, report.last_calibration + dt.timedelta(days=90)) + dt.timedelta(days=60)
     for ax, p in zip(axes[:, 0], points, strict=True):
@@ -36,9 +35,12 @@ def plot_drift(report: Any, path: str | Path) -> None:
                         label="prediction band (k = 2)")
         ax.axhline(p.mpe, color="red", linestyle="--", label="± MPE")
         ax.axhline(-p.mpe, color="red", linestyle="--")
-        if p.predicted_oot:
+        if p.predicted_oot and p.predicted_oot <= end:
             ax.axvline(p.predicted_oot, color="orange", linestyle=":",
                        label=f"out of tolerance {p.predicted_oot}")
+        elif p.predicted_oot:
+            ax.plot([], [], " ", label=f"out of tolerance {p.predicted_oot} (off the plot)")
+        ax.set_xlim(p.t0 - dt.timedelta(days=15), end)
         ax.set_ylabel(f"error / {report.unit}")
         ax.set_title(f"{report.instrument} at {p.nominal:g} {report.unit}")
         ax.grid(True, alpha=0.3)
