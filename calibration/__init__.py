@@ -7,6 +7,7 @@ and certificates to numbers with uncertainty, vectorised with numpy.
 """
 
 from calibration.chain import Link, Records, resolve
+from calibration.drift import DriftError, DriftReport, analyse
 from calibration.models import (
     CorrectionModel,
     GainOffset,
@@ -45,6 +46,13 @@ from calibration.uncertainty import (
     u_shaped_u,
     welch_satterthwaite,
 )
+from calibration.verification import (
+    Register,
+    VerificationError,
+    VerificationStatus,
+    register_status,
+    status,
+)
 
 __all__ = [
     "Accuracy",
@@ -54,6 +62,8 @@ __all__ = [
     "Contribution",
     "CorrectionModel",
     "Distribution",
+    "DriftError",
+    "DriftReport",
     "GainOffset",
     "Instrument",
     "Link",
@@ -65,10 +75,14 @@ __all__ = [
     "Range",
     "RecordSet",
     "Records",
+    "Register",
     "Registry",
     "RegistryError",
     "UncertaintyError",
+    "VerificationError",
     "VerificationRecord",
+    "VerificationStatus",
+    "analyse",
     "combine",
     "coverage_factor",
     "cvd_resistance",
@@ -79,8 +93,10 @@ __all__ = [
     "model_from_dict",
     "reading_uncertainty",
     "rectangular_u",
+    "register_status",
     "resolution_u",
     "resolve",
+    "status",
     "triangular_u",
     "u_shaped_u",
     "welch_satterthwaite",

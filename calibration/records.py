@@ -23,6 +23,11 @@ from calibration.models import ModelError, model_from_dict
 from daq.yamlsrc import Located, Path_, SourceError, SourceErrors, load_yaml, validation_errors
 
 Kind = Literal["instrument", "certificate", "verification"]
+EnergyType = Literal["electricity", "water", "natural_gas", "steam", "heat", "coal", "oil",
+                     "coke", "lpg", "compressed_air", "other"]
+# GB 17167 levels of energy metering: the enterprise boundary (进出用能单位), a secondary
+# energy-using unit (进出主要次级用能单位), a main energy-using equipment (主要用能设备)
+MeasurementLevel = Literal["enterprise_boundary", "secondary_unit", "main_equipment"]
 KINDS: tuple[Kind, ...] = ("instrument", "certificate", "verification")
 Role = Literal["working", "reference", "national_standard"]
 
@@ -63,6 +68,34 @@ class Accuracy(_Record):
         return self
 
 
+class VerificationPlan(_Record):
+    """How an instrument under mandatory verification (强制检定) is verified.
+
+    ``periodic``: verified every ``period_months`` or ``period_days`` (at most one; when
+    neither is given the default for the instrument's ``instrument_type`` in
+    ``config/verification-periods.yaml`` applies). ``first_only``: verified once before use
+    and replaced at the end of a service life of ``service_life_years`` (default from the
+    same file, e.g. by DN for water meters) counted from ``installed`` (default: the date of
+    its first passing verification).
+    """
+
+    mode: Literal["periodic", "first_only"]
+    period_months: int | None = Field(default=None, gt=0)
+    period_days: int | None = Field(default=None, gt=0)
+    service_life_years: float | None = Field(default=None, gt=0)
+    installed: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _fits_mode(self) -> VerificationPlan:
+        if self.period_months is not None and self.period_days is not None:
+            raise ValueError("give at most one of period_months and period_days")
+        if self.mode == "periodic" and self.service_life_years is not None:
+            raise ValueError("service_life_years is for mode first_only")
+        if self.mode == "first_only" and (self.period_months or self.period_days):
+            raise ValueError("a first_only instrument has no period; give service_life_years")
+        return self
+
+
 class Instrument(_Record):
     """One measuring instrument or standard."""
 
@@ -87,6 +120,29 @@ class Instrument(_Record):
     repeatability_dof: float | None = Field(default=None, gt=0)
     drift_per_year: float | None = Field(
         default=None, ge=0, description="drift allowance, in unit per year (rectangular)")
+    # register of mandatory verification and energy metering (all optional; see
+    # docs/calibration-records.md and docs/verification.md)
+    instrument_type: str | None = Field(
+        default=None, min_length=1,
+        description="key into config/verification-periods.yaml, e.g. water_meter")
+    verification: VerificationPlan | None = None
+    energy_type: EnergyType | None = None
+    measurement_level: MeasurementLevel | None = None
+    dn: int | None = Field(default=None, gt=0, description="nominal diameter, mm")
+    metering_category: str | None = Field(
+        default=None, min_length=1,
+        description="category of the metering point where a GB 17167 class depends on it "
+                    "(electricity user class I..V, dc, refined_oil, heavy_oil, static, dynamic)")
+    energy_flow_weight: float | None = Field(
+        default=None, ge=0,
+        description="the meter's share of its enterprise's energy flow (any common unit, "
+                    "e.g. tce/year); default 1 in the per-enterprise summary")
+
+    @model_validator(mode="after")
+    def _plan_needs_mandatory(self) -> Instrument:
+        if self.verification is not None and not self.mandatory_verification:
+            raise ValueError("verification is given but mandatory_verification is false")
+        return self
 
     @property
     def record_id(self) -> str:

@@ -393,5 +393,11 @@ def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
     sys.exit(code)
 
 
+# commands of their own modules (imported last: they import ``main`` and helpers from here)
+from daq.cli_verify import drift, verify  # noqa: E402 (issue 6: verification and drift)
+
+main.add_command(verify)
+main.add_command(drift)
+
 if __name__ == "__main__":
     main()
