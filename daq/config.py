@@ -55,6 +55,9 @@ class _DeviceBase(_Strict):
     # identical — a frozen meter or converter; off by default (a quiet instrument is not stuck)
     stuck_after: Annotated[int, Field(ge=2)] | None = None
     description: str = ""
+    # the registry's instrument this device is (e.g. an energy meter under mandatory
+    # verification): its verification status applies to every reading of the device
+    instrument: Annotated[str, Field(min_length=1)] | None = None
     # channel id -> id of the instrument in the calibration registry whose certificate
     # corrects that channel's readings (needs `calibration.registry`)
     instruments: dict[str, Annotated[str, Field(min_length=1)]] = {}
@@ -223,6 +226,7 @@ class Calibration(_Strict):
     registry: str = "var/registry.sqlite"
     reload_s: Annotated[float, Field(gt=0)] = 5.0  # how often to look for registry changes
     verification_window_days: Annotated[int, Field(ge=0)] = 30  # "due soon" window
+    verification_periods: str | None = None  # default: config/verification-periods.yaml
 
 
 class Tls(_Strict):
@@ -420,10 +424,13 @@ def _load_profiles(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
                             (*where[:-1], "instruments", ch_id),
                             f"profile {dev.profile!r} has no channel {ch_id!r} "
                             f"(channels: {', '.join(sorted(channels))})"))
-                if dev.instruments and loaded.config.calibration is None:
-                    errors.append(loc.error((*where[:-1], "instruments"),
-                                            "channels name instruments, but the config has no "
-                                            "`calibration: {registry: …}` section"))
+                if loaded.config.calibration is None:
+                    for field_ in ("instruments", "instrument"):
+                        if getattr(dev, field_):
+                            errors.append(loc.error(
+                                (*where[:-1], field_), f"`{field_}` names the calibration "
+                                "registry, but the config has no `calibration: {registry: …}` "
+                                "section"))
     return errors
 
 

@@ -40,6 +40,8 @@ class Reason(StrEnum):
     CHAIN_BROKEN = "chain_broken"  # the traceability chain does not reach a national standard
     NOT_CALIBRATED = "not_calibrated"  # the channel names an instrument without a certificate
     VERIFICATION_OVERDUE = "verification_overdue"  # mandatory verification (强制检定) overdue
+    # (or never done)
+    VERIFICATION_FAILED = "verification_failed"  # the last verification failed
     SERVICE_LIFE_ENDED = "service_life_ended"  # first-verification-only meter past its life
 
 

@@ -19,7 +19,15 @@ may have expired overnight), the calibrations are rebuilt — a new certificate 
 without restarting the gateway. The registry's audit log is verified at each rebuild; if it
 fails, no correction from it is trusted.
 
-The stage also tells, per device, which calibration alarms are active
+Mandatory verification (强制检定, ``calibration.verification``): a device may name the
+instrument it is (``instrument:``, e.g. an energy meter) and channels name theirs. When that
+instrument's status taints readings — verification overdue, never verified, failed, or a
+first-verification-only meter past its service life — every reading it makes is still
+acquired, stored and published, but carries ``verification`` = the state (``overdue`` …;
+a tag in InfluxDB) and quality ``uncertain`` with the reason. A new verification record in
+the registry clears it at the next reload.
+
+The stage also tells, per device, which calibration and verification alarms are active
 (:meth:`CalibrationStage.alarms`), for the gateway's retained ``…/alarms`` message.
 """
 
@@ -36,9 +44,11 @@ import numpy as np
 
 from calibration.apply import ChannelCalibration, calibration_of
 from calibration.chain import Records
+from calibration.legal import VerificationPeriods
 from calibration.models import ModelError
-from calibration.records import Certificate, Instrument
+from calibration.records import Certificate, Instrument, VerificationRecord
 from calibration.registry import Registry, RegistryError
+from calibration.verification import Register, VerificationError, VerificationStatus, status
 from daq.alarms import Alarm, AlarmKind, Severity
 from daq.model import Quality, Reading, Reason
 
@@ -72,17 +82,39 @@ def _utc_date(ts_ns: int) -> dt.date:
     return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).date()
 
 
+_TAINT_REASON = {"overdue": Reason.VERIFICATION_OVERDUE,
+                 "never_verified": Reason.VERIFICATION_OVERDUE,
+                 "failed": Reason.VERIFICATION_FAILED,
+                 "service_life_ended": Reason.SERVICE_LIFE_ENDED}
+
+
+def _day_ns(day: dt.date | None, default: int) -> int:
+    if day is None:
+        return default
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) \
+        * 1_000_000_000
+
+
 class CalibrationStage:
-    """Applies calibrations to readings; rebuilt when the registry or the date changes."""
+    """Applies calibrations to readings and flags those of instruments whose mandatory
+    verification is not in order; rebuilt when the registry or the date changes."""
 
-    kinds: tuple[str, ...] = (AlarmKind.CALIBRATION_EXPIRED, AlarmKind.CHAIN_BROKEN)
+    kinds: tuple[str, ...] = (AlarmKind.CALIBRATION_EXPIRED, AlarmKind.CHAIN_BROKEN,
+                              AlarmKind.VERIFICATION_OVERDUE, AlarmKind.VERIFICATION_DUE_SOON,
+                              AlarmKind.SERVICE_LIFE_ENDED)
 
-    def __init__(self, registry_path: Path, channels: Mapping[str, Mapping[str, str]], *,
-                 reload_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, registry_path: Path, channels: Mapping[str, Mapping[str, str]],
+                 devices: Mapping[str, str | None] | None = None, *, reload_s: float = 5.0,
+                 window_days: int = 30, periods: VerificationPeriods | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.registry_path = registry_path
         self.channels = {dev: dict(chs) for dev, chs in channels.items() if chs}
+        self.devices = {dev: inst for dev, inst in (devices or {}).items() if inst}
+        self.window_days = window_days
+        self.periods = periods
         self.reload_s = reload_s
         self.clock = clock
+        self._verification: dict[str, VerificationStatus | None] = {}
         self._states: dict[tuple[str, str], ChannelState] = {}
         self._head: str | None = None
         self._on: dt.date | None = None
@@ -94,7 +126,7 @@ class CalibrationStage:
 
     @property
     def active(self) -> bool:
-        return bool(self.channels)
+        return bool(self.channels or self.devices)
 
     # -- registry ---------------------------------------------------------------------------
     def _open(self) -> Registry | None:
@@ -137,6 +169,7 @@ class CalibrationStage:
 
     def _rebuild(self, reg: Registry | None, today: dt.date) -> None:
         records: Records | None = None
+        register: Register | None = None
         problem = self._unusable or "no registry"
         if reg is not None:
             try:
@@ -145,13 +178,31 @@ class CalibrationStage:
                     problem = f"the registry's audit log fails its check: {tampered[0]}"
                     self._set_unusable(problem)
                 else:
-                    records = Records.of(
-                        [r for r in reg.list("instrument") if isinstance(r, Instrument)],
-                        [r for r in reg.list("certificate") if isinstance(r, Certificate)])
+                    instruments = [r for r in reg.list("instrument") if isinstance(r, Instrument)]
+                    certificates = [r for r in reg.list("certificate")
+                                    if isinstance(r, Certificate)]
+                    records = Records.of(instruments, certificates)
+                    register = Register.of(instruments, certificates,
+                                           [r for r in reg.list("verification")
+                                            if isinstance(r, VerificationRecord)])
                     self._unusable = None
             except Exception as exc:
                 problem = f"cannot read the registry: {exc}"
                 self._set_unusable(problem)
+        wanted = {*self.devices.values(), *(i for chs in self.channels.values()
+                                            for i in chs.values())}
+        verification: dict[str, VerificationStatus | None] = {}
+        for inst in wanted:
+            try:
+                verification[inst] = None if register is None else status(
+                    register, inst, today, self.window_days, self.periods)
+            except VerificationError:
+                verification[inst] = None  # unknown instrument: reported by its channel state
+        for inst, st in verification.items():
+            before = self._verification.get(inst)
+            if st is not None and (before is None or before.state != st.state):
+                log.info("instrument %s: verification %s (%s)", inst, st.state, st.reason)
+        self._verification = verification
         states: dict[tuple[str, str], ChannelState] = {}
         for dev, chs in self.channels.items():
             for ch, inst in chs.items():
@@ -188,10 +239,18 @@ class CalibrationStage:
         if not self.active or not readings:
             return
         self.refresh()
-        chs = self.channels.get(readings[0].device)
-        if not chs:
+        device = readings[0].device
+        chs = self.channels.get(device, {})
+        device_inst = self.devices.get(device)
+        if not chs and device_inst is None:
             return
         for r in readings:
+            inst = chs.get(r.channel, device_inst)
+            ver = self._verification.get(inst) if inst is not None else None
+            if ver is not None and ver.taints_readings:
+                r.verification = "overdue" if ver.state == "never_verified" else ver.state
+                if r.quality is not Quality.BAD:
+                    r.flag(_TAINT_REASON[ver.state].value)
             if r.channel not in chs or r.quality is Quality.BAD:
                 continue
             st = self._states.get((r.device, r.channel))
@@ -216,8 +275,9 @@ class CalibrationStage:
 
     # -- alarms -----------------------------------------------------------------------------
     def alarms(self, device: str, now_ns: int) -> list[Alarm]:
-        """The calibration alarms active for ``device`` now (one per affected channel)."""
-        out = []
+        """The calibration and verification alarms active for ``device`` now (one per
+        affected channel; device-wide for the device's own instrument)."""
+        out = self._verification_alarms(device, now_ns)
         for ch in self.channels.get(device, {}):
             st = self._states.get((device, ch))
             if st is None or st.flag is None:
@@ -236,6 +296,38 @@ class CalibrationStage:
                 out.append(Alarm(AlarmKind.CHAIN_BROKEN, now_ns,
                                  f"{st.instrument}: {why}", Severity.WARNING, ch,
                                  {"instrument": st.instrument}))
+        return out
+
+    def verification(self, instrument: str) -> VerificationStatus | None:
+        return self._verification.get(instrument)
+
+    def _verification_alarms(self, device: str, now_ns: int) -> list[Alarm]:
+        out: list[Alarm] = []
+        targets: list[tuple[str | None, str]] = []
+        if (inst := self.devices.get(device)) is not None:
+            targets.append((None, inst))
+        targets += [(ch, i) for ch, i in self.channels.get(device, {}).items()
+                    if i != self.devices.get(device)]
+        for channel, inst in targets:
+            st = self._verification.get(inst)
+            if st is None:
+                continue
+            if st.state in ("overdue", "never_verified", "failed"):
+                kind, severity = AlarmKind.VERIFICATION_OVERDUE, Severity.CRITICAL
+            elif st.state == "service_life_ended":
+                kind, severity = AlarmKind.SERVICE_LIFE_ENDED, Severity.CRITICAL
+            elif st.state == "due_soon":
+                kind, severity = AlarmKind.VERIFICATION_DUE_SOON, Severity.INFO
+            elif st.state == "calibration_expired" and channel is None:
+                # the device's own instrument (channels' certificates: see alarms())
+                kind, severity = AlarmKind.CALIBRATION_EXPIRED, Severity.WARNING
+            else:
+                continue
+            details = {k: v for k, v in st.as_dict().items()
+                       if k in ("instrument", "state", "due", "days_left", "last_record",
+                                "mode", "source")}
+            out.append(Alarm(kind, _day_ns(st.since, now_ns), f"{inst}: {st.reason}",
+                             severity, channel, details))
         return out
 
     def close(self) -> None:

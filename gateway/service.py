@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from calibration.legal import load_periods
 from daq.config import LoadedConfig
 from daq.model import Reading, now_ns
 from daq.payload import data_topic, encode_data, encode_meta, meta_topic, status_topic
@@ -48,12 +49,16 @@ class GatewayService:
         self.coordinators: list[DeviceCoordinator] = build_coordinators(
             loaded, self.config, self._enqueue
         )
-        by_device = {c.config.id: c.config.instruments for c in self.coordinators}
+        by_channel = {c.config.id: c.config.instruments for c in self.coordinators}
+        by_device = {c.config.id: c.config.instrument for c in self.coordinators}
         cal = loaded.config.calibration
         self.calibration: CalibrationStage | None = None
-        if cal is not None and any(by_device.values()):
-            self.calibration = CalibrationStage(loaded.resolve(cal.registry), by_device,
-                                                reload_s=cal.reload_s)
+        if cal is not None and (any(by_channel.values()) or any(by_device.values())):
+            periods = load_periods(loaded.resolve(cal.verification_periods)) \
+                if cal.verification_periods else load_periods()
+            self.calibration = CalibrationStage(
+                loaded.resolve(cal.registry), by_channel, by_device, reload_s=cal.reload_s,
+                window_days=cal.verification_window_days, periods=periods)
         self._coordinator = {c.config.id: c for c in self.coordinators}
         sources: list[AlarmSource] = [] if self.calibration is None else [self.calibration]
         self.alarms = AlarmSupervisor(self.enterprise, self.config.id, self._coordinator,

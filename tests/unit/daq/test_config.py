@@ -197,8 +197,9 @@ gateways:
 def test_instruments_name_existing_channels_and_need_a_registry(tmp_path: Path) -> None:
     path = write(tmp_path, INSTRUMENTS)
     errs = errors_of(path)
-    assert f"{path}:12: gateways[0].buses[0].devices[0].instruments: channels name " \
-           "instruments, but the config has no `calibration: {registry: …}` section" in errs
+    assert f"{path}:12: gateways[0].buses[0].devices[0].instruments: `instruments` names " \
+           "the calibration registry, but the config has no `calibration: {registry: …}` " \
+           "section" in errs
     assert f"{path}:14: gateways[0].buses[0].devices[0].instruments.acv: profile " \
            "'scpi-dmm-dcv' has no channel 'acv' (channels: dcv)" in errs
     ok = write(tmp_path, INSTRUMENTS.replace("              acv: dmm-34465a-07\n", "")
