@@ -395,3 +395,5 @@ def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
 
 if __name__ == "__main__":
     main()
+from daq.cli_calibrate import register  # noqa: E402, I001  (issue 5: calibration sessions)
+register(main, cert)
