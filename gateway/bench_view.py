@@ -24,7 +24,7 @@ __all__ = ["PlainView", "RichView", "verdict_text"]
 def verdict_text(r: PointResult) -> str:
     if r.decision is None:
         return "no MPE"
-    return f"{r.decision.verdict} ({r.decision.zone})"
+    return f"{'accepted' if r.decision.accepted else 'rejected'}: {r.decision.zone}"
 
 
 def _g(x: float, digits: int = 6) -> str:

@@ -37,13 +37,14 @@ from calibration.session import SessionResult, polynomial_of
 __all__ = ["ReportInputs", "VerifyResult", "plot_png", "render_report", "verify_report"]
 
 _CSS = """
-body{font-family:"DejaVu Sans",Arial,sans-serif;font-size:10.5pt;margin:2em auto;max-width:58em;
+body{font-family:"DejaVu Sans",Arial,sans-serif;font-size:10.5pt;margin:2em auto;max-width:62em;
 color:#111}
 h1{font-size:16pt;margin-bottom:.2em}h2{font-size:12.5pt;border-bottom:1px solid #999;
 margin-top:1.4em}h3{font-size:11pt}
 table{border-collapse:collapse;margin:.5em 0;width:100%}
 th,td{border:1px solid #bbb;padding:2px 6px;text-align:right;font-variant-numeric:tabular-nums}
 th{background:#eee}td.l,th.l{text-align:left}
+table.num{font-size:8pt}table.num td{white-space:nowrap}
 .pass{color:#075e07}.fail{color:#a00}.muted{color:#555}
 img{max-width:100%}
 code{font-size:9pt;word-break:break-all}
@@ -188,7 +189,7 @@ def render_report(r: ReportInputs) -> str:
           + [("calibration date", cert.calibration_date), ("valid until", cert.expires)]))
     w("</section>")
 
-    w("<section id='results'><h2>5. Results</h2><table><tr>")
+    w("<section id='results'><h2>5. Results</h2><table class='num'><tr>")
     heads = [f"nominal / {u}", f"reference / {u}", f"indicated (mean) / {u}", f"s / {u}", "n",
              f"u<sub>A</sub> / {u}", f"u<sub>c</sub> / {u}", "ν<sub>eff</sub>", "k",
              f"U / {u}", f"error / {u}", f"MPE / {u}", "TUR", "as found"]
@@ -196,7 +197,8 @@ def render_report(r: ReportInputs) -> str:
     for p in res.points:
         d = p.decision
         cls = "" if d is None else ("pass" if d.accepted else "fail")
-        verdict = "—" if d is None else f"{d.verdict} ({d.zone})"
+        verdict = "—" if d is None else (
+            f"{'accepted' if d.accepted else 'rejected'}: {d.zone}")
         cells = [_g(p.nominal), _g(p.reference, 9), _g(p.dut_mean, 9), _g(p.dut_std, 3),
                  str(p.n), _g(p.u_a, 3), _g(p.u_c, 3), _g(p.dof_eff, 3), f"{p.k:.3f}",
                  _g(p.U, 3), _g(p.error, 4), _g(p.mpe, 3), "—" if d is None else _g(d.tur, 3)]
@@ -206,7 +208,8 @@ def render_report(r: ReportInputs) -> str:
 
     w("<section id='budget'><h2>6. Uncertainty budgets</h2>")
     for p in res.points:
-        w(f"<section class='budget-point'><h3>{_g(p.nominal)} {_e(u)}</h3><table><tr>"
+        w(f"<section class='budget-point'><h3>{_g(p.nominal)} {_e(u)}</h3>"
+          "<table class='num'><tr>"
           "<th class='l'>contribution</th><th>value</th><th class='l'>distribution</th>"
           "<th>sensitivity c<sub>i</sub></th><th>u(x<sub>i</sub>)</th>"
           "<th>|c<sub>i</sub>|·u(x<sub>i</sub>)</th><th>ν<sub>i</sub></th><th>share</th></tr>")
