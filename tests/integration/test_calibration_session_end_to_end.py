@@ -321,3 +321,101 @@ async def test_unattended_run_refuses_prompted_setpoints(tmp_path: Path) -> None
     assert code == 2
     assert "--yes runs unattended, but some setpoints prompt the technician" in err
     assert not (tmp_path / "var").exists()
+
+
+PRT_PROCEDURE = """
+id: prt-test
+title: Pt100 in a bath (test)
+quantity: temperature
+unit: °C
+method: Comparison in a stirred bath.
+dut: {{instrument: prt-dut, driver: prt-readout, connection: {{serial: "{dut}"}},
+      cvd: {{r0: 100.0, a: 3.9083e-3, b: -5.775e-7, c: -4.183e-12}}}}
+reference: {{instrument: prt-ref, driver: prt-readout, connection: {{serial: "{ref}"}},
+            cvd: {{r0: 100.0, a: 3.9083e-3, b: -5.775e-7, c: -4.183e-12}}}}
+defaults: {{settle_s: 0.05, readings: 5,
+           prompt: "Set the bath to {{nominal:.3f}} {{unit}}; press Enter"}}
+setpoints: [{{nominal: 0.0}}, {{nominal: 50.0}}, {{nominal: 100.0}}, {{nominal: 150.0}}]
+acceptance: {{rule: guarded, mpe: {{absolute: 0.15, pct_reading: 0.2}}}}
+contributions:
+  - {{name: reference certificate, source: reference_certificate}}
+  - {{name: DUT resolution, source: dut_resolution}}
+fit: {{kind: cvd}}
+laboratory: {{name: Test lab, accreditation: none}}
+"""
+
+
+async def test_prompted_prt_session_with_cvd_fit(tmp_path: Path) -> None:
+    from calibration.records import Accuracy as Acc
+    from simulators.instruments import PrtReadoutSimulator
+
+    today = dt.datetime.now(dt.UTC).date()
+
+    def inst(id_: str, role: str) -> Instrument:
+        return Instrument(id=id_, maker="DAQSIM", model="PRT", serial=id_, quantity="temperature",
+                          unit="°C", range=Range(min=-50, max=250), resolution=0.001,
+                          accuracy=Acc(a_pct_reading=0.2, b_pct_range=0.0), owner="lab",
+                          location="bath", role=role, mandatory_verification=False)
+
+    ns = Certificate(id="NS-T", instrument="ns-t", laboratory="NMI", accreditation="x",
+                     calibration_date=today - dt.timedelta(days=100),
+                     valid_until=today + dt.timedelta(days=400),
+                     points=[Point(nominal=v, reference=v, indicated=v, error=0.0, U=0.001, k=2)
+                             for v in (-60.0, 300.0)],
+                     model={"kind": "offset", "c0": 0.0}, conformity="n/a")
+    ref_cert = Certificate(id="REF-PRT", instrument="prt-ref", laboratory="NMI",
+                           accreditation="x", calibration_date=today - dt.timedelta(days=10),
+                           interval_days=365, reference_certificates=["NS-T"],
+                           points=[Point(nominal=v, reference=v, indicated=v, error=0.0,
+                                         U=0.01, k=2) for v in (-20.0, 200.0)],
+                           model={"kind": "offset", "c0": 0.0, "x_min": -20.0, "x_max": 200.0},
+                           conformity="n/a")
+    reg_path = tmp_path / "registry.sqlite"
+    with Registry(reg_path) as reg:
+        reg.import_records(RecordSet(instruments=[inst("ns-t", "national_standard"),
+                                                  inst("prt-ref", "reference"),
+                                                  inst("prt-dut", "working")],
+                                     certificates=[ns, ref_cert]), "test", "set-up")
+    # the DUT's sensor reads 0.04 Ω high: about +0.1 °C
+    dut = PrtReadoutSimulator(0.0, model=InstrumentModel(100.0, "Ω", offset=0.04, decimals=4))
+    ref = PrtReadoutSimulator(0.0)
+    async with dut, ref:
+        proc_file = tmp_path / "prt.yaml"
+        proc_file.write_text(PRT_PROCEDURE.format(dut=dut.start_pty(), ref=ref.start_pty()))
+        run = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "daq"), "calibrate", "run", str(proc_file),
+            "--plain", "--registry", str(reg_path), "--journal", str(tmp_path / "p.sqlite"),
+            "--report", str(tmp_path / "p.html"), cwd=tmp_path,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        assert run.stdout is not None
+        assert run.stdin is not None
+        seen = ""
+        answered = 0
+        deadline = time.monotonic() + 40
+        while answered < 4:
+            assert time.monotonic() < deadline, seen
+            chunk = await asyncio.wait_for(run.stdout.read(4096), 20)
+            assert chunk, seen
+            seen += chunk.decode()
+            for t in (0.0, 50.0, 100.0, 150.0)[answered:]:
+                if f"Set the bath to {t:.3f} °C; press Enter " in seen.split("\n")[-1]:
+                    dut.set_temperature(t)
+                    ref.set_temperature(t)
+                    run.stdin.write(b"\n")
+                    await run.stdin.drain()
+                    answered += 1
+                break
+        out, err = await asyncio.wait_for(run.communicate(), 30)
+        assert run.returncode == 0, err.decode() + seen + out.decode()
+    with Registry(reg_path, create=False) as reg:
+        cert = reg.get("certificate", next(
+            e.record_id for e in reg.audit() if e.record_id.startswith("CAL-prt-test")))
+    assert isinstance(cert, Certificate)
+    assert cert.environment["decision_rule"] == "guarded"
+    for p in cert.points:
+        # +0.04 Ω at dR/dt ≈ 0.39 Ω/°C … 0.37 Ω/°C
+        assert 0.09 < p.error < 0.12
+    report = (tmp_path / "p.html").read_text(encoding="utf-8")
+    assert "Callendar–Van Dusen fit of the DUT: R0 = 100.04" in report
+    assert "guarded acceptance" in report
