@@ -18,6 +18,7 @@ from daq.yamlsrc import SourceErrors
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
 SESSIONS_DIR = Path("var/sessions")
 
 
@@ -188,7 +189,13 @@ def _carry_on(journal: Any, unattended: bool, plain: bool) -> None:
                              f"{text}")
 
     try:
-        results = _run(run_session(journal, ctx, view, unattended=unattended, prompt=prompt))
+        results = asyncio.run(run_session(journal, ctx, view, unattended=unattended,
+                                          prompt=prompt))
+    except KeyboardInterrupt:
+        if isinstance(view, RichView):
+            view.end()
+        _fail(f"interrupted: every reading so far is in {journal.path}; resume with: "
+              f"daq calibrate resume {journal.path}", EXIT_INTERRUPTED)
     except (DriverError, BenchError, SourceErrors, OSError) as exc:
         if isinstance(view, RichView):
             view.end()
