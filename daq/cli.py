@@ -394,10 +394,12 @@ def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
 
 
 # commands of their own modules (imported last: they import ``main`` and helpers from here)
-from daq.cli_verify import drift, verify  # noqa: E402 (issue 6: verification and drift)
+from daq.cli_calibrate import register  # noqa: E402 (calibration sessions, cert verify)
+from daq.cli_verify import drift, verify  # noqa: E402 (mandatory verification, drift)
 
 main.add_command(verify)
 main.add_command(drift)
+register(main, cert)
 
 if __name__ == "__main__":
     main()

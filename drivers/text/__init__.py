@@ -1,5 +1,6 @@
 """Serial text instruments: a sans-I/O line codec, instrument dialects (SCPI DMM, PRT
-readout, MT-SICS balance, generic profile-driven) and async drivers over injected streams."""
+readout, MT-SICS balance, multifunction calibrator source, generic profile-driven) and async
+drivers over injected streams."""
 
 from drivers.text.codec import (
     InstrumentReportedError,
@@ -10,6 +11,7 @@ from drivers.text.codec import (
     encode_line,
 )
 from drivers.text.driver import (
+    CalibratorDriver,
     GenericTextDriver,
     MtSicsBalanceDriver,
     Opener,
@@ -25,6 +27,7 @@ from drivers.text.mtsics import WeightResult, parse_weight_reply
 from drivers.text.scpi import DmmFunction, Identity
 
 __all__ = [
+    "CalibratorDriver",
     "DmmFunction",
     "GenericReading",
     "GenericTextDriver",

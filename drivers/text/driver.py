@@ -33,7 +33,7 @@ from drivers.errors import (
     DeviceProtocolError,
     DeviceTimeout,
 )
-from drivers.text import mtsics, prt, scpi
+from drivers.text import calibrator, mtsics, prt, scpi
 from drivers.text.codec import (
     InstrumentReportedError,
     InvalidReading,
@@ -47,6 +47,7 @@ from drivers.text.generic import GenericReading, GenericTextProfile, parse_gener
 from drivers.transport import SerialSettings, open_serial, open_tcp
 
 __all__ = [
+    "CalibratorDriver",
     "GenericTextDriver",
     "MtSicsBalanceDriver",
     "Opener",
@@ -340,3 +341,38 @@ class GenericTextDriver:
         return _parse(lambda text: parse_generic_reply(self.profile, text), line)
 
 
+
+
+class CalibratorDriver(_ScpiLike):
+    """A multifunction calibrator sourcing DC voltage (:mod:`drivers.text.calibrator`):
+    ``set_voltage``, ``output``, ``setting``, ``wait_complete`` and ``command`` for a set
+    command given as text (a procedure's), each set checked against the error queue."""
+
+    def __init__(self, opener: Opener, *, timeout_s: float = 1.0, terminator: bytes = b"\n"
+                 ) -> None:
+        super().__init__(TextLink(opener, terminator=terminator, timeout_s=timeout_s))
+
+    async def command(self, text: str) -> None:
+        """A set command (no reply), then the error queue; ``InstrumentError`` if rejected."""
+        await self._set(text)
+
+    async def set_voltage(self, volts: float) -> None:
+        try:
+            command = calibrator.set_voltage_command(volts)
+        except TextProtocolError as exc:
+            raise ValueError(str(exc)) from exc
+        await self._set(command)
+
+    async def output(self, on: bool) -> None:
+        await self._set(calibrator.OUTPUT_ON if on else calibrator.OUTPUT_OFF)
+
+    async def output_on(self) -> bool:
+        return _parse(calibrator.parse_state, await self.link.query(calibrator.OUTPUT_STATE))
+
+    async def setting(self) -> float:
+        """The programmed output (``SOUR:VOLT?``): the nominal value the reference sources."""
+        return await self._measure(calibrator.VOLTAGE_SETTING, calibrator.parse_setting)
+
+    async def wait_complete(self, timeout_s: float | None = None) -> None:
+        """``*OPC?``: returns once the calibrator reports its output settled."""
+        _parse(calibrator.parse_opc, await self.link.query(calibrator.OPC, timeout_s=timeout_s))
