@@ -3,20 +3,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import signal
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import click
 
+from daq.cli_common import (
+    EXIT_CONFIG,
+    open_registry,
+    registry_option,
+    run,
+    who,
+)
 from daq.yamlsrc import SourceErrors
-
-EXIT_CONFIG = 2
 
 
 def _setup_logging(verbose: int) -> None:
@@ -36,24 +38,6 @@ def _load(path: str) -> Any:
         for err in exc.errors:
             click.echo(str(err), err=True)
         sys.exit(EXIT_CONFIG)
-
-
-async def _stoppable(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Await ``coro``; SIGTERM (a service manager's stop) cancels it like Ctrl-C does."""
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await coro
-
-
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine until done, Ctrl-C or SIGTERM; on a stop its finally blocks run (the
-    gateway flushes its outbox and goes offline) and the command exits 0."""
-    try:
-        return asyncio.run(_stoppable(coro))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        click.echo("stopped", err=True)
-        sys.exit(0)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,7 +99,7 @@ def read(config_file: str, device_id: str, as_json: bool) -> None:
     from daq.read import read_device
 
     loaded = _load(config_file)
-    code = _run(read_device(loaded, device_id, as_json))
+    code = run(read_device(loaded, device_id, as_json))
     sys.exit(code)
 
 
@@ -132,7 +116,7 @@ def gateway(config_file: str, gateway_id: str | None) -> None:
     async def go() -> None:
         await GatewayService(loaded, gateway_id).run()
 
-    _run(go())
+    run(go())
 
 
 @main.command()
@@ -180,7 +164,7 @@ def simulate_meter(profile: str, port: int, count: int, unit_id: int, seed: int)
     from simulators.fleet import run_meters
 
     try:
-        _run(run_meters(profile, port, count, unit_id, seed))
+        run(run_meters(profile, port, count, unit_id, seed))
     except SourceErrors as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
@@ -206,7 +190,7 @@ def simulate_all(spec_file: str) -> None:
         click.echo(line)
 
     try:
-        _run(serve_mix(spec, say))
+        run(serve_mix(spec, say))
     except SourceErrors as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
@@ -216,31 +200,6 @@ def simulate_all(spec_file: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-def _registry_path_default() -> str:
-    return os.environ.get("DAQ_REGISTRY") or "var/registry.sqlite"
-
-
-def _who() -> str:
-    import getpass
-
-    return os.environ.get("DAQ_USER") or getpass.getuser()
-
-
-_registry_option = click.option(
-    "--registry", "registry_path", default=None, type=click.Path(dir_okay=False),
-    help="Registry file (default: $DAQ_REGISTRY or var/registry.sqlite).")
-
-
-def _open_registry(path: str | None, create: bool = False) -> Any:
-    from calibration.registry import Registry, RegistryError
-
-    try:
-        return Registry(path or _registry_path_default(), create=create)
-    except RegistryError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_CONFIG)
-
-
 @main.group()
 def cert() -> None:
     """Calibration records: instruments, certificates, verifications."""
@@ -248,7 +207,7 @@ def cert() -> None:
 
 @cert.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@_registry_option
+@registry_option
 @click.option("--why", default=None, help="Reason recorded in the audit log.")
 def cert_import(file: str, registry_path: str | None, why: str | None) -> None:
     """Check FILE (YAML or JSON with instruments, certificates, verifications) and put its
@@ -256,10 +215,10 @@ def cert_import(file: str, registry_path: str | None, why: str | None) -> None:
     from calibration.records import load_records
     from calibration.registry import RegistryError
 
-    with _open_registry(registry_path, create=True) as reg:
+    with open_registry(registry_path, create=True) as reg:
         try:
             records = load_records(file, reg.get)
-            entries = reg.import_records(records, _who(), why or f"import {file}")
+            entries = reg.import_records(records, who(), why or f"import {file}")
         except SourceErrors as exc:
             for err in exc.errors:
                 click.echo(str(err), err=True)
@@ -272,7 +231,7 @@ def cert_import(file: str, registry_path: str | None, why: str | None) -> None:
 
 
 @cert.command("list")
-@_registry_option
+@registry_option
 def cert_list(registry_path: str | None) -> None:
     """List the certificates in the registry."""
     from rich.console import Console
@@ -280,7 +239,7 @@ def cert_list(registry_path: str | None) -> None:
 
     from calibration.records import Certificate
 
-    with _open_registry(registry_path) as reg:
+    with open_registry(registry_path) as reg:
         table = Table()
         for name in ("certificate", "instrument", "calibrated", "expires", "references"):
             table.add_column(name, no_wrap=True)
@@ -299,14 +258,14 @@ def cert_list(registry_path: str | None) -> None:
 
 @cert.command("show")
 @click.argument("cert_id", metavar="ID")
-@_registry_option
+@registry_option
 def cert_show(cert_id: str, registry_path: str | None) -> None:
     """Print certificate ID as JSON, with the SHA-256 of its canonical JSON."""
     import json
 
     from calibration.registry import sha256_text
 
-    with _open_registry(registry_path) as reg:
+    with open_registry(registry_path) as reg:
         text = reg.raw_json("certificate", cert_id)
         if text is None:
             click.echo(f"no certificate {cert_id!r} in {reg.path}", err=True)
@@ -321,10 +280,10 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@_registry_option
+@registry_option
 def audit_verify(registry_path: str | None) -> None:
     """Check the audit chain and the records against it; exit 1 on the first broken entry."""
-    with _open_registry(registry_path) as reg:
+    with open_registry(registry_path) as reg:
         problems = reg.verify()
         if problems:
             for p in problems:
@@ -338,7 +297,7 @@ def audit_verify(registry_path: str | None) -> None:
 @click.option("--at", "at_date", default=None, type=click.DateTime(formats=["%Y-%m-%d"]),
               help="The instant (date) of interest; default today.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a tree.")
-@_registry_option
+@registry_option
 def trace(instrument: str, at_date: Any, as_json: bool, registry_path: str | None) -> None:
     """Print INSTRUMENT's traceability chain up to a national standard; exit 1 if broken."""
     import datetime as dt
@@ -350,7 +309,7 @@ def trace(instrument: str, at_date: Any, as_json: bool, registry_path: str | Non
     from calibration.chain import Link, Records, resolve
 
     at = at_date.date() if at_date is not None else dt.datetime.now(dt.UTC).date()
-    with _open_registry(registry_path) as reg:
+    with open_registry(registry_path) as reg:
         records = Records.of(reg.list("instrument"), reg.list("certificate"))
     chain = resolve(records, instrument, at)
     if as_json:
@@ -386,7 +345,7 @@ def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
     from daq.demo import run_demo
 
     try:
-        code = _run(run_demo(duration, config_file, plain))
+        code = run(run_demo(duration, config_file, plain))
     except SourceErrors as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)

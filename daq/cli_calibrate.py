@@ -13,10 +13,16 @@ from typing import Any
 
 import click
 
-from daq.cli import _open_registry, _registry_path_default, _run, _who
+from daq.cli_common import (
+    EXIT_CONFIG,
+    open_registry,
+    registry_option,
+    registry_path_default,
+    run,
+    who,
+)
 from daq.yamlsrc import SourceErrors
 
-EXIT_CONFIG = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 SESSIONS_DIR = Path("var/sessions")
@@ -52,11 +58,6 @@ def register(main: click.Group, cert: click.Group) -> None:
     cert.add_command(cert_verify)
 
 
-_registry = click.option(
-    "--registry", "registry_path", default=None, type=click.Path(dir_okay=False),
-    help="Registry file (default: $DAQ_REGISTRY, else var/registry.sqlite).")
-
-
 @calibrate.command("run")
 @click.argument("procedure_file", metavar="PROCEDURE", type=click.Path(dir_okay=False))
 @click.option("--dut", "dut_id", default=None, help="DUT instrument id (default: the procedure's).")
@@ -72,8 +73,8 @@ _registry = click.option(
 @click.option("--certificate-id", default=None, help="Certificate id (default: CAL-SESSION).")
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE",
               help="A measured condition for the certificate, e.g. temperature_C=23.1.")
-@_registry
-def calibrate_run(procedure_file: str, dut_id: str | None, ref_id: str | None,
+@registry_option
+def calibraterun(procedure_file: str, dut_id: str | None, ref_id: str | None,
                   unattended: bool, plain: bool, journal_path: str | None,
                   report_path: str | None, certificate_id: str | None, env: tuple[str, ...],
                   registry_path: str | None) -> None:
@@ -99,7 +100,7 @@ def calibrate_run(procedure_file: str, dut_id: str | None, ref_id: str | None,
     if unattended and not proc.commandable():
         _fail(f"{procedure_file}: --yes runs unattended, but some setpoints prompt the "
               "technician; run without --yes")
-    registry = str(Path(registry_path or _registry_path_default()).resolve())
+    registry = str(Path(registry_path or registry_path_default()).resolve())
     try:
         _context(registry, dut, ref)  # refuse early: unknown DUT, broken chain
     except BenchError as exc:
@@ -156,7 +157,7 @@ def _context(registry: str, dut: str, ref: str) -> Any:
     from calibration.chain import Records
     from gateway.bench import BenchError, context_from_records
 
-    with _open_registry(registry) as reg:
+    with open_registry(registry) as reg:
         records = Records.of(reg.list("instrument"), reg.list("certificate"))
     if dut not in records.instruments:
         raise BenchError(f"DUT {dut!r} is not in the registry {registry}: import its "
@@ -230,9 +231,9 @@ def _issue(journal: Any, ctx: Any, results: list[Any]) -> None:
         proc, result, certificate_id=journal["certificate_id"], dut_id=journal["dut"],
         reference_certificate=ctx.reference_certificate, calibration_date=today.date(),
         environment=json.loads(journal["environment"]))
-    with _open_registry(journal["registry"]) as reg:
+    with open_registry(journal["registry"]) as reg:
         try:
-            reg.put(certificate, _who(), f"calibration session {journal['session_id']} "
+            reg.put(certificate, who(), f"calibration session {journal['session_id']} "
                                          f"({proc.id})")
         except RegistryError as exc:
             _fail(f"cannot issue the certificate: {exc}", EXIT_FAILED)
@@ -285,21 +286,21 @@ def calibrate_simulate(dut_port: int, ref_port: int, gain_ppm: float, offset_uv:
             await asyncio.Event().wait()
 
     try:
-        _run(serve())
+        run(serve())
     except OSError as exc:
         _fail(f"cannot serve: {exc}", EXIT_FAILED)
 
 
 @click.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@_registry
+@registry_option
 def cert_verify(file: str, registry_path: str | None) -> None:
     """Check the certificate a report FILE carries against the registry: exit 0 when its
     SHA-256 matches the registry's record and audit log, 1 naming the mismatch."""
     from gateway.report import verify_report
 
     text = Path(file).read_text(encoding="utf-8")
-    with _open_registry(registry_path) as reg:
+    with open_registry(registry_path) as reg:
         res = verify_report(text, reg)
     if not res.ok:
         for p in res.problems:

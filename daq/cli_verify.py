@@ -17,7 +17,7 @@ EXIT_USAGE = 2
 def _records(registry_path: str | None) -> Any:
     """A RecordSet from a records file (.yaml/.yml/.json) or from a registry (SQLite)."""
     from calibration.records import RecordSet, load_records
-    from daq.cli import _open_registry
+    from daq.cli_common import open_registry
     from daq.yamlsrc import SourceErrors
 
     if registry_path and registry_path.lower().endswith((".yaml", ".yml", ".json")):
@@ -27,7 +27,7 @@ def _records(registry_path: str | None) -> Any:
             for err in exc.errors:
                 click.echo(str(err), err=True)
             sys.exit(EXIT_USAGE)
-    with _open_registry(registry_path) as reg:
+    with open_registry(registry_path) as reg:
         return RecordSet.model_validate({
             "instruments": reg.list("instrument"), "certificates": reg.list("certificate"),
             "verifications": reg.list("verification")})

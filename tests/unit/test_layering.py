@@ -19,7 +19,8 @@ ALLOWED = {
     "simulators": {"daq", "drivers", "simulators"},
 }
 # composition roots: the commands that start simulators and tie the layers together
-COMMAND_MODULES = {"daq/cli.py", "daq/cli_calibrate.py", "daq/cli_verify.py", "daq/demo.py",
+COMMAND_MODULES = {"daq/cli.py", "daq/cli_calibrate.py", "daq/cli_common.py", "daq/cli_verify.py",
+                   "daq/demo.py",
                    "daq/read.py"}
 
 
