@@ -151,3 +151,44 @@ def test_a_registry_edited_behind_its_back_is_not_trusted(registry: Path) -> Non
     assert (r.value, r.cert, r.reason) == (5.0, None, Reason.NOT_CALIBRATED)
     (alarm,) = st.alarms("dmm", 7)
     assert "audit" in alarm.reason
+
+
+def meter(id_: str, plan: dict[str, object]) -> dict[str, object]:
+    return {"id": id_, "maker": "m", "model": "water", "serial": id_, "quantity": "volume",
+            "unit": "m3", "range": {"min": 0.0, "max": 1e5}, "resolution": 0.001,
+            "accuracy": {"class": "2"}, "owner": "plant", "location": "gate",
+            "role": "working", "mandatory_verification": True, "verification": plan}
+
+
+def test_verification_states_flag_readings_and_raise_alarms(tmp_path: Path) -> None:
+    from calibration.records import RecordSet
+
+    def ver(inst: str, days_ago: int, due_in: int) -> dict[str, object]:
+        return {"instrument": inst, "date": (TODAY - dt.timedelta(days=days_ago)).isoformat(),
+                "result": "pass", "authority": "a", "record_number": f"V-{inst}",
+                "next_due": (TODAY + dt.timedelta(days=due_in)).isoformat()}
+
+    rs = RecordSet.model_validate({
+        "instruments": [
+            meter("old-water", {"mode": "first_only", "service_life_years": 6,
+                                "installed": (TODAY - dt.timedelta(days=7 * 366)).isoformat()}),
+            meter("soon", {"mode": "periodic", "period_months": 24})],
+        "verifications": [ver("old-water", 7 * 366, 1), ver("soon", 700, 10)]})
+    path = tmp_path / "r.sqlite"
+    with Registry(path) as reg:
+        reg.import_records(rs, "tester", "set up")
+    st = CalibrationStage(path, {}, {"w": "old-water", "s": "soon"}, clock=Clock())
+    w, s = reading(3.0, device="w"), reading(4.0, device="s")
+    bad = reading(None, device="w")
+    st.apply([w, bad])
+    st.apply([s])
+    assert (w.verification, w.quality, w.reason) == (
+        "service_life_ended", Quality.UNCERTAIN, Reason.SERVICE_LIFE_ENDED)
+    assert (bad.verification, bad.quality, bad.reason) == (
+        "service_life_ended", Quality.BAD, "timeout")  # tagged, its own reason kept
+    assert (s.verification, s.quality) == (None, Quality.GOOD)  # due soon: alarm only
+    (aw,) = st.alarms("w", 7)
+    assert (aw.kind, aw.severity, aw.channel) == (AlarmKind.SERVICE_LIFE_ENDED, "critical", None)
+    (a_s,) = st.alarms("s", 7)
+    assert (a_s.kind, a_s.severity) == (AlarmKind.VERIFICATION_DUE_SOON, "info")
+    assert a_s.details["days_left"] == 10
