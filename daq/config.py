@@ -214,10 +214,46 @@ Bus = Annotated[AnyBus, Field(discriminator="protocol")]
 DLT645_BUSES = (Dlt645TcpBus, Dlt645SerialBus)
 
 
+ChannelRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+$")]
+
+
+class Ewma(_Strict):
+    lambda_: Annotated[float, Field(gt=0, le=1, alias="lambda")] = 0.05
+    L: Annotated[float, Field(gt=0)] = 6.0
+
+
+class Cusum(_Strict):
+    k: Annotated[float, Field(ge=0)] = 0.5
+    h: Annotated[float, Field(gt=0)] = 16.0
+
+
+class DriftCheck(_Strict):
+    """Watch ``channel`` − ``reference`` (a check standard or a redundant channel, both
+    ``device/channel`` of this gateway, in the same unit) with EWMA and CUSUM detectors."""
+
+    channel: ChannelRef
+    reference: ChannelRef
+    mean: float | None = None  # in-control mean and σ of the difference; both or neither
+    sigma: Annotated[float, Field(gt=0)] | None = None
+    warmup: Annotated[int, Field(ge=2)] = 1800  # samples to learn mean and σ otherwise
+    ewma: Ewma = Ewma()
+    cusum: Cusum = Cusum()
+    max_skew_ms: Annotated[int, Field(ge=0)] = 2000  # pair only with a reading this fresh
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> DriftCheck:
+        if (self.mean is None) != (self.sigma is None):
+            raise ValueError("give both mean and sigma, or neither (learned in the warm-up)")
+        if self.channel == self.reference:
+            raise ValueError("a channel cannot be its own reference")
+        return self
+
+
 class Gateway(_Strict):
     id: Id
     outbox: str = "var/{gateway}-outbox.sqlite"
     buses: list[Bus]
+    drift_checks: list[DriftCheck] = []
 
 
 class Calibration(_Strict):
@@ -360,6 +396,8 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise SourceErrors(validation_errors(exc, loc)) from exc
     loaded = LoadedConfig(path, cfg)
     errors = _check_ids(cfg, loc) + _load_profiles(loaded, loc)
+    if not errors:
+        errors = _check_drift_refs(loaded, loc)
     if errors:
         raise SourceErrors(errors)
     return loaded
@@ -434,6 +472,20 @@ def _load_profiles(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
     return errors
 
 
+def _check_drift_refs(loaded: LoadedConfig, loc: Located) -> list[SourceError]:
+    errors: list[SourceError] = []
+    for gi, gw in enumerate(loaded.config.gateways):
+        known = {f"{dev.id}/{ch.id}" for bus in gw.buses for dev in bus.devices
+                 for ch in loaded.profiles[dev.profile].channels}
+        for ci, check in enumerate(gw.drift_checks):
+            for field_ in ("channel", "reference"):
+                ref = getattr(check, field_)
+                if ref not in known:
+                    errors.append(loc.error(("gateways", gi, "drift_checks", ci, field_),
+                                            f"no channel {ref!r} on gateway {gw.id!r}"))
+    return errors
+
+
 __all__ = [
     "AnyBus",
     "AnyDevice",
@@ -444,6 +496,7 @@ __all__ = [
     "Dlt645Device",
     "Dlt645SerialBus",
     "Dlt645TcpBus",
+    "DriftCheck",
     "Gateway",
     "Historian",
     "InfluxV1",

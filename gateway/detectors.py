@@ -105,10 +105,15 @@ class _Ramp:
         self.blocks: deque[tuple[float, float, int]] = deque(maxlen=history_blocks)
         self._n = 0
         self._st = self._sx = 0.0
+        # times are kept relative to the first sample: epoch seconds squared (~3e18) would
+        # cancel catastrophically in the fit's sums (found with wall-clock timestamps)
+        self._t0_ns: int | None = None
 
     def add(self, ts_ns: int, dev: float) -> None:
+        if self._t0_ns is None:
+            self._t0_ns = ts_ns
         self._n += 1
-        self._st += ts_ns / NS_PER_S
+        self._st += (ts_ns - self._t0_ns) / NS_PER_S
         self._sx += dev
         if self._n == self.block:
             self.blocks.append((self._st / self._n, self._sx / self._n, self._n))
@@ -139,7 +144,10 @@ class _Ramp:
             gain = sxy * sxy / syy  # the residual sum of squares falls by this much
             if best is None or gain > best[0]:
                 best = (gain, round(tau * NS_PER_S), sxy / syy)
-        return None if best is None else (best[1], best[2])
+        if best is None:
+            return None
+        assert self._t0_ns is not None
+        return best[1] + self._t0_ns, best[2]
 
 
 class EwmaDetector:

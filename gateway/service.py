@@ -16,6 +16,7 @@ from daq.model import Reading, now_ns
 from daq.payload import data_topic, encode_data, encode_meta, meta_topic, status_topic
 from gateway.alarming import AlarmSource, AlarmSupervisor
 from gateway.calibration import CalibrationStage
+from gateway.driftwatch import DriftWatch
 from gateway.mqtt import Publisher, Will, unique_client_id
 from gateway.outbox import Outbox
 from gateway.poller import DeviceCoordinator, build_coordinators
@@ -60,7 +61,10 @@ class GatewayService:
                 loaded.resolve(cal.registry), by_channel, by_device, reload_s=cal.reload_s,
                 window_days=cal.verification_window_days, periods=periods)
         self._coordinator = {c.config.id: c for c in self.coordinators}
+        self.drift = DriftWatch(self.config.drift_checks)
         sources: list[AlarmSource] = [] if self.calibration is None else [self.calibration]
+        if self.drift.active:
+            sources.append(self.drift)
         self.alarms = AlarmSupervisor(self.enterprise, self.config.id, self._coordinator,
                                       sources)
         outbox_path = loaded.resolve(self.config.outbox.format(gateway=self.config.id))
@@ -87,6 +91,8 @@ class GatewayService:
     async def _enqueue(self, readings: list[Reading]) -> None:
         if self.calibration is not None:
             self.calibration.apply(readings)
+        if self.drift.active:
+            self.drift.observe(readings)
         await self._queue.put(readings)  # waits when full: back-pressure on the poller
         device = readings[0].device
         alarms = self.alarms.observe(device, self._coordinator[device].state, readings,

@@ -52,8 +52,8 @@ def retained_alarms(host: str, port: int, ent: str) -> dict[str, Any]:
     got: dict[str, Any] = {}
     done = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda _c, _u, m: got.__setitem__(m.topic.split("/")[3],
-                                                            decode_alarms(m.payload))
+    client.on_message = lambda _c, _u, m: m.payload and got.__setitem__(  # not a clearing
+        m.topic.split("/")[3], decode_alarms(m.payload))
     client.on_subscribe = lambda *_a: done.set()
     client.connect(host, port)
     client.subscribe(f"daq/{ent}/+/+/alarms", qos=1)

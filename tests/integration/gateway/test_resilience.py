@@ -121,7 +121,8 @@ async def test_a_dead_device_raises_a_retained_alarm_that_clears_on_recovery(
                                             "  kind: historian\n  path: h.sqlite\n"))
     states: list[AlarmState] = []
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    sub.on_message = lambda _c, _u, m: states.append(decode_alarms(m.payload))
+    sub.on_message = lambda _c, _u, m: m.payload and states.append(  # not a clearing
+        decode_alarms(m.payload))
     sub.connect(mqtt_broker.host, mqtt_broker.port)
     sub.subscribe(f"daq/{ent}/gw-1/flaky/alarms", qos=1)
     sub.loop_start()

@@ -62,7 +62,8 @@ async def test_overdue_meter_is_tagged_alarmed_and_cleared_without_restart(
         reg.import_records(meter_records(today), "tester", "the plant's meter register")
     states: list[AlarmState] = []
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    sub.on_message = lambda _c, _u, m: states.append(decode_alarms(m.payload))
+    sub.on_message = lambda _c, _u, m: m.payload and states.append(  # not a clearing
+        decode_alarms(m.payload))
     sub.connect(mqtt_broker.host, mqtt_broker.port)
     sub.subscribe(f"daq/{ent}/gw/incomer/alarms", qos=1)
     sub.loop_start()

@@ -209,3 +209,20 @@ def test_instruments_name_existing_channels_and_need_a_registry(tmp_path: Path) 
     assert loaded.config.calibration.reload_s == 2
     (_, _, dev), = loaded.devices()
     assert dev.instruments == {"dcv": "dmm-34465a-07"}
+
+
+def test_drift_checks_name_channels_of_the_gateway(tmp_path: Path) -> None:
+    text = INSTRUMENTS.replace("            instruments:\n              dcv: dmm-34465a-07\n"
+                               "              acv: dmm-34465a-07\n", "")
+    text = text.replace("    buses:\n", "    drift_checks:\n"
+                        "      - {channel: dmm/dcv, reference: other/dcv}\n"
+                        "      - {channel: dmm/dcv, reference: dmm/dcv, sigma: 1.0}\n"
+                        "    buses:\n", 1)
+    path = write(tmp_path, text)
+    errs = errors_of(path)
+    assert any(":6: gateways[0].drift_checks[1]" in e and "both mean and sigma" in e
+               for e in errs), errs
+    ok = write(tmp_path, text.replace("      - {channel: dmm/dcv, reference: dmm/dcv, sigma: 1.0}\n",
+                                      ""))
+    assert errors_of(ok) == [
+        f"{ok}:5: gateways[0].drift_checks[0].reference: no channel 'other/dcv' on gateway 'gw'"]
