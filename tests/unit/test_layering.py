@@ -1,6 +1,7 @@
 """The dependency direction of docs/architecture.md, checked on the source (no import-linter
-needed): gateway → drivers, calibration → daq; simulators may use drivers and daq; nothing at
-run time imports simulators; daq imports the rest only inside its command modules."""
+needed): gateway → drivers, calibration → daq; simulators may use drivers, calibration (the
+simulated lab) and daq; nothing at run time imports simulators; daq imports the rest only
+inside its command modules."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ ALLOWED = {
     "drivers": {"daq", "drivers"},
     "calibration": {"daq", "calibration"},
     "gateway": {"daq", "drivers", "calibration", "gateway"},
-    "simulators": {"daq", "drivers", "simulators"},
+    "simulators": {"calibration", "daq", "drivers", "simulators"},  # lab.py: a simulated lab
 }
 # composition roots: the commands that start simulators and tie the layers together
 COMMAND_MODULES = {"daq/cli.py", "daq/cli_calibrate.py", "daq/cli_common.py", "daq/cli_verify.py",

@@ -28,7 +28,7 @@ from gateway.ingest import Ingest
 from gateway.service import GatewayService
 from gateway.storage import open_storage
 from simulators.instruments import InstrumentModel, ScpiDmmSimulator
-from tests.calibrated import calibrate, chain
+from simulators.lab import calibrate, chain
 from tests.services import influx_query
 
 pytestmark = pytest.mark.services

@@ -15,7 +15,7 @@ from calibration.chain import Records
 from calibration.models import GainOffset, ModelError
 from calibration.uncertainty import Contribution, combine, coverage_factor
 from simulators.instruments import InstrumentModel
-from tests.calibrated import REF_CERT, calibrate, chain
+from simulators.lab import REF_CERT, calibrate, chain
 
 TODAY = dt.date(2026, 11, 25)
 

@@ -222,7 +222,7 @@ def test_drift_checks_name_channels_of_the_gateway(tmp_path: Path) -> None:
     errs = errors_of(path)
     assert any(":6: gateways[0].drift_checks[1]" in e and "both mean and sigma" in e
                for e in errs), errs
-    ok = write(tmp_path, text.replace("      - {channel: dmm/dcv, reference: dmm/dcv, sigma: 1.0}\n",
-                                      ""))
+    second = "      - {channel: dmm/dcv, reference: dmm/dcv, sigma: 1.0}\n"
+    ok = write(tmp_path, text.replace(second, ""))
     assert errors_of(ok) == [
         f"{ok}:5: gateways[0].drift_checks[0].reference: no channel 'other/dcv' on gateway 'gw'"]

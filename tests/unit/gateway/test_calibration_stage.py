@@ -17,7 +17,7 @@ from daq.alarms import AlarmKind
 from daq.model import Quality, Reading, Reason
 from gateway.calibration import CalibrationStage
 from simulators.instruments import InstrumentModel
-from tests.calibrated import calibrate, chain
+from simulators.lab import calibrate, chain
 
 TODAY = dt.datetime.now(dt.UTC).date()
 

@@ -1,8 +1,9 @@
-"""Test helper (no services): a three-level DC-voltage traceability chain built around
-simulated DMMs, calibrated the way a lab would — by reading the simulated instrument at
-calibration points against the (simulated) reference and fitting a gain/offset correction by
-least squares — so the certificate's model and covariance are a genuine calibration result,
-not the injected error copied over."""
+"""A simulated calibration laboratory: a three-level DC-voltage traceability chain (national
+standard → reference → working DMMs) around simulated DMMs, each calibrated the way a lab
+would — reading the simulated instrument at calibration points against the (simulated)
+reference and fitting a gain/offset correction by least squares — so the certificate's model
+and covariance are a genuine calibration result, not the injected error copied over. Used by
+``daq demo`` and the tests."""
 
 from __future__ import annotations
 
