@@ -381,12 +381,15 @@ def trace(instrument: str, at_date: Any, as_json: bool, registry_path: str | Non
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
               help="Demo site config (default: config/demo.yaml).")
 @click.option("--plain", is_flag=True, help="Print a plain table every few seconds.")
-def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
-    """Simulated meters → gateway → MQTT → ingest → historian, with a live table."""
+@click.option("--no-dashboard", is_flag=True, help="Do not start the web dashboard.")
+def demo(duration: float | None, config_file: str | None, plain: bool,
+         no_dashboard: bool) -> None:
+    """Simulated meters → gateway → MQTT → ingest → historian, with a live table and the
+    web dashboard (http://127.0.0.1:8080/, or a free port if 8080 is taken)."""
     from daq.demo import run_demo
 
     try:
-        code = _run(run_demo(duration, config_file, plain))
+        code = _run(run_demo(duration, config_file, plain, dashboard=not no_dashboard))
     except SourceErrors as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
@@ -395,3 +398,7 @@ def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
 
 if __name__ == "__main__":
     main()
+
+from daq.cli_dashboard import dashboard  # noqa: E402
+
+main.add_command(dashboard)
