@@ -25,6 +25,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from calibration.records import load_records
+from calibration.registry import Registry
 from daq.alarms import Alarm, AlarmEvent, AlarmKind, alarms_topic, encode_alarms
 from daq.config import LoadedConfig, load_config
 from daq.model import Quality, Reading
@@ -43,6 +45,7 @@ SHOTS = REPO / "artifacts" / "screenshots"
 NS = 1_000_000_000
 INTERVAL_MS = 200
 METERS = (("sdm630", "incomer"), ("dtsu666", "furnace-1"))
+CERT = "LAB-2024-0815"  # of dmm-34465a-07 in config/calibration/example-records.yaml
 T = TypeVar("T")
 
 
@@ -130,8 +133,13 @@ def plant(mqtt_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         return asyncio.create_task(gateway.run(), name="gateway")
 
     task = bg.run(start_gateway())
+    registry = tmp / "registry.sqlite"
+    with Registry(registry) as reg:
+        reg.import_records(load_records(REPO / "config" / "calibration" / "example-records.yaml"),
+                           "test", "dashboard chain view")
     dash = Dashboard(loaded, DashboardOptions(
-        port=0, topic=f"daq/{ent}/#", alarm_log=str(tmp / "dashboard.sqlite"), tz="UTC"))
+        port=0, topic=f"daq/{ent}/#", alarm_log=str(tmp / "dashboard.sqlite"), tz="UTC",
+        registry=str(registry)))
     bg.run(dash.start())
     try:
         yield Plant(bg, loaded, fleet, dash, ent, tmp)
@@ -209,7 +217,7 @@ def publish_overdue_meter(plant: Plant, device: str) -> None:
     r = Reading(ts_ns=now, enterprise=plant.enterprise, gateway="gw-2", device=device,
                 channel="energy_import", quantity="active_energy", unit="kWh", value=1234.5,
                 quality=Quality.UNCERTAIN, reason="verification_overdue", u=0.5, k=2.0,
-                cert="CERT-EM-7", verification="overdue")
+                cert=CERT, verification="overdue")
     plant.publish(data_topic(plant.enterprise, "gw-2", device), encode_data([r], 1))
 
 
@@ -220,10 +228,21 @@ def test_an_overdue_meter_shows_its_badge(plant: Plant, page: Any) -> None:
     badge.wait_for(timeout=5_000)
     assert badge.inner_text() == "verification overdue"
     row = page.locator(f'tr[data-key="{plant.enterprise}/gw-2/tariff-meter/energy_import"]')
-    assert "CERT-EM-7" in row.inner_text()
+    assert CERT in row.inner_text()
     assert "± 1.000" in row.inner_text()  # U = k·u
     assert row.locator('[data-verification="overdue"]').count() == 1
     shot(page, "overdue-device")
+    # the channel's certificate links to its traceability chain, resolved from the registry
+    page.goto(f"{plant.url}#/e/{plant.enterprise}/g/gw-2/d/tariff-meter/c/energy_import")
+    page.locator("[data-chain]").click()
+    page.wait_for_url(f"{plant.url}chain/{CERT}")
+    text = page.locator("main").inner_text()
+    assert "Traceability of dmm-34465a-07" in text
+    assert "nim-jvs-01" in text  # the national standard at the top of the chain
+    shot(page, "chain")
+    chain = page.request.get(f"{plant.url}api/chain/{CERT}").json()
+    assert chain["instrument"] == "dmm-34465a-07"
+    assert chain["chain"]["certificate"] == CERT
     page.goto(plant.url)
     counter = page.locator(f'[data-enterprise="{plant.enterprise}"] [data-count=overdue]')
     counter.wait_for(timeout=5_000)
