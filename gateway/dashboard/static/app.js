@@ -58,7 +58,7 @@ function applyDelta(d) {
     if (!S.channels.has(c.key)) structural = true;
     S.channels.set(c.key, c);
     const cell = cells.get(c.key);
-    if (cell) updateCell(cell, c);
+    if (cell) { if (cell.visible) updateCell(cell, c); else cell.dirty = true; }
     if (trend && trend.key === c.key && typeof c.value === "number") trend.add(c.ts, c.value);
   }
   updateAlarmCount();
@@ -163,11 +163,24 @@ function channelRow(c, withDevice) {
     <td class="hide-narrow">${c.cert ? esc(c.cert) : '<span class="muted">—</span>'}
       ${c.verification !== "valid" ? badge(c.verification, VER_LABEL[c.verification], `data-verification="${esc(c.verification)}"`) : ""}</td></tr>`;
 }
+// Only rows on screen are written to: with hundreds of live channels, rows scrolled away
+// are marked dirty and brought up to date when they scroll into view.
+let rowObserver = null;
 function bindCells(main) {
+  if (rowObserver) rowObserver.disconnect();
+  rowObserver = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const cell = cells.get(e.target.dataset.key);
+      if (!cell) continue;
+      cell.visible = e.isIntersecting;
+      if (cell.visible && cell.dirty) { cell.dirty = false; updateCell(cell, S.channels.get(e.target.dataset.key)); }
+    }
+  });
   for (const row of main.querySelectorAll("tr[data-key]")) {
     const c = S.channels.get(row.dataset.key);
     cells.set(row.dataset.key, { row, v: $('[data-f="v"]', row), U: $('[data-f="U"]', row),
-      q: $('[data-f="q"]', row), age: $('[data-f="age"]', row), ts: c ? c.ts : 0 });
+      q: $('[data-f="q"]', row), age: $('[data-f="age"]', row), ts: c ? c.ts : 0, visible: false, dirty: false });
+    rowObserver.observe(row);
   }
 }
 const CH_HEAD = '<th>channel</th><th class="num">value</th><th>unit</th><th class="num hide-phone">U (k≈2)</th><th>quality</th><th class="num">age</th><th class="hide-narrow">certificate</th>';
@@ -234,7 +247,8 @@ function viewChannel(main, ent, gw, dev, ch) {
       <tr><td>verification</td><td>${badge(c.verification, VER_LABEL[c.verification], `data-verification="${esc(c.verification)}"`)} ${c.verification_mark ? `<span class="muted">${esc(c.verification_mark)}</span>` : ""}</td></tr>
     </tbody></table></div></div>`;
   const root = main;
-  cells.set(key, { row: root, v: $('[data-f="v"]', root), U: null, q: $('[data-f="q"]', root), age: $('[data-f="age"]', root), ts: c.ts });
+  if (rowObserver) rowObserver.disconnect();
+  cells.set(key, { row: root, v: $('[data-f="v"]', root), U: null, q: $('[data-f="q"]', root), age: $('[data-f="age"]', root), ts: c.ts, visible: true, dirty: false });
   trend = makeTrend($("#trend"), key);
   fetch(`/api/trend?key=${enc(key)}&minutes=60`).then((r) => r.json()).then((doc) => {
     if (!trend || trend.key !== key) return;
@@ -390,9 +404,12 @@ function connect() {
   });
 }
 setInterval(() => {  // ages on screen
+  const now = nowNs();
   for (const cell of cells.values()) {
+    if (!cell.visible) continue;
     cell.age.textContent = fmtAge(cell.ts);
-    cell.row.classList.toggle("stale", nowNs() - cell.ts > 10e9);
+    const stale = now - cell.ts > 10e9;
+    if (stale !== cell.row.classList.contains("stale")) cell.row.classList.toggle("stale", stale);
   }
 }, 1000);
 connect();
