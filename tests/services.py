@@ -10,7 +10,7 @@ SIGTERM then SIGKILL) at the end of the session — also on Ctrl-C, through the 
   opentsdb and UDP are off.
 * ``victoria_metrics``: ``victoria-metrics`` (1.79) with ``-retentionPeriod=100y``.
 * ``chromium``: Debian's ``/usr/bin/chromium``, headless, driven by Playwright for Python
-  (one browser for the session; Playwright never downloads a browser here).
+  (one browser per module; Playwright never downloads a browser here).
 
 ``DAQ_TEST_INFLUXDB_URL`` / ``DAQ_TEST_VM_URL`` point the fixtures at servers already running
 instead. When a binary is missing the fixture skips, or fails under ``CI=true``
@@ -372,14 +372,16 @@ def private_broker() -> Iterator[Broker]:
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless, as a Playwright ``Browser`` (sync API) for the session.
+    """Debian's Chromium, headless, as a Playwright ``Browser`` (sync API).
 
     Never a browser Playwright downloads: ``executable_path`` is Debian's binary, and
     ``PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD`` is set. Missing chromium or playwright: skip, or
     fail under ``CI=true``. Tests using it are plain (not async) functions: the sync API
-    runs its own event loop.
+    runs its own event loop, which counts as *running* in this thread for as long as
+    Playwright is started — so the browser lives for one module (keep the browser tests in
+    one module: one browser per session), never across the suite's async tests.
     """
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     if not os.access(CHROMIUM, os.X_OK):

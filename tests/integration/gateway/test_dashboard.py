@@ -180,6 +180,11 @@ def test_overview_loads_with_the_enterprise_and_its_devices_online(plant: Plant,
         """ent => document.querySelector(`[data-enterprise="${ent}"] [data-count=online]`)
                  ?.textContent.startsWith("2 online")""", arg=plant.enterprise, timeout=10_000)
     assert "0 faulty" in card.inner_text()
+    # today's energy appears as soon as the meters are known (pushed, not polled)
+    page.wait_for_function(
+        """ent => /kWh · [^]* tce[^]*2 meters/.test(document.querySelector(
+                 `[data-enterprise="${ent}"] [data-energy-today]`)?.textContent ?? "")""",
+        arg=plant.enterprise, timeout=10_000)
     # no external assets: everything the page loaded came from the dashboard itself
     urls = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
     assert urls
