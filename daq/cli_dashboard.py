@@ -36,7 +36,7 @@ def read_token(token_file: str | None) -> str | None:
               help="Time zone of energy intervals and days (IANA name).")
 @click.option("--alarm-log", default=None,
               help="SQLite file for alarm history and acknowledgements "
-                   "(default: dashboard.sqlite next to the storage, under var/).")
+                   "(default: var/dashboard.sqlite beside CONFIG).")
 @click.option("--token-file", default=None, type=click.Path(dir_okay=False, exists=True),
               help="File holding the token required for write actions "
                    "(default: $DAQ_DASHBOARD_TOKEN; none = no token).")
@@ -44,9 +44,11 @@ def read_token(token_file: str | None) -> str | None:
               help="Largest value energy registers show before rolling over to 0.")
 @click.option("--max-interpolate-s", default=3600.0, show_default=True, type=float,
               help="Longest gap in a register's samples bridged by interpolation.")
+@click.option("--energy-channel", default="energy_import", show_default=True,
+              help="The channel id of the import energy register (quantity active_energy).")
 def dashboard(config: str, host: str, port: int, registry_path: str | None, topic: str,
               tz: str, alarm_log: str | None, token_file: str | None, register_max: float,
-              max_interpolate_s: float) -> None:
+              max_interpolate_s: float, energy_channel: str) -> None:
     """Serve the web dashboard of CONFIG's broker and storage on http://HOST:PORT/."""
     from zoneinfo import ZoneInfoNotFoundError
 
@@ -59,6 +61,7 @@ def dashboard(config: str, host: str, port: int, registry_path: str | None, topi
     options = DashboardOptions(
         host=host, port=port, topic=topic, registry=registry, token=read_token(token_file),
         alarm_log=alarm_log or str(loaded.resolve("var/dashboard.sqlite")), tz=tz,
+        energy_channel=energy_channel,
         rules=EnergyRules(register_max=register_max, max_interpolate_s=max_interpolate_s))
     try:
         _run(serve(loaded, options, announce=lambda s: click.echo(s, err=False)))
