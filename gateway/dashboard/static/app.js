@@ -222,7 +222,7 @@ function viewDevice(main, ent, gw, dev) {
   const alarms = d.alarms.map((a) => `<li>${badge(a.severity, a.kind)} ${esc(a.channel || "")} ${esc(a.reason)} <span class="muted">since ${fmtTime(a.since)}</span>${a.ack ? ` ${badge("acked", `acknowledged by ${a.ack.who}`)}` : ""}</li>`).join("");
   main.innerHTML = `<div class="crumbs"><a href="#/">enterprises</a> › <a href="#/e/${enc(ent)}">${esc(ent)}</a> › <a href="#/e/${enc(ent)}/g/${enc(gw)}">${esc(gw)}</a> › ${esc(dev)}</div>
     <h1>${esc(dev)} <span class="muted">${esc([d.maker, d.model].filter(Boolean).join(" "))}</span></h1>
-    <p>${deviceHeader(d)} <span class="muted">poll every ${d.interval_ms ?? "?"} ms · profile ${esc(d.profile ?? "?")}</span></p>
+    <p>${deviceHeader(d)} ${d.profile ? `<span class="muted">poll every ${d.interval_ms} ms · profile ${esc(d.profile)}</span>` : '<span class="muted">no meta message yet</span>'}</p>
     ${alarms ? `<h2>Active alarms</h2><ul>${alarms}</ul>` : ""}
     <div class="wrap"><table><thead><tr>${CH_HEAD}</tr></thead><tbody>${chans.map((c) => channelRow(c, false)).join("")}</tbody></table></div>`;
   bindCells(main);
