@@ -171,15 +171,17 @@ def run_dashboard(opts: DashOptions, log: Callable[[str], None]) -> dict[str, An
                 probe = page.evaluate("window.__bench")
                 browser.close()
         finally:
-            if pub is not None:
-                pub.stop()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
             try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                if pub is not None:
+                    pub.stop()
+            finally:  # the dashboard process goes whatever happened above
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
     latencies = []
     for text, at_ms in probe["seen"]:
         with contextlib.suppress(ValueError):
