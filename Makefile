@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.daq-installed
+# the browser tests use Debian's chromium (.ci/install-deps); Playwright must never fetch one
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = 1
 
 .PHONY: demo test lint bench venv deps clean
 

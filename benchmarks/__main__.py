@@ -3,6 +3,7 @@
     python -m benchmarks                       # everything, 60 s end to end
     python -m benchmarks --duration 20 --meters 1000 --interval-ms 500
     python -m benchmarks --only micro --json bench.json
+    python -m benchmarks --only dashboard --duration 20   # 500 live channels in Chromium
 
 See benchmarks/README.md for what each row measures.
 """
@@ -34,7 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = E2EOptions()
-    p.add_argument("--only", choices=("all", "e2e", "micro", "bus"), default="all")
+    p.add_argument("--only", choices=("all", "e2e", "micro", "bus", "dashboard"), default="all",
+                   help="dashboard: not part of all (needs Debian's chromium)")
     p.add_argument("--duration", type=float, default=d.duration_s,
                    help="measured seconds of the end-to-end run (default %(default)s)")
     p.add_argument("--warmup", type=float, default=d.warmup_s,
@@ -187,6 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in ("all", "bus"):
         log("serial bus: coalescing and 9600-baud utilisation …")
         bus = run_bus()
+    if args.only == "dashboard":
+        from benchmarks.dashboard import DashOptions, rows, run_dashboard
+
+        dash = run_dashboard(DashOptions(duration_s=args.duration), log)
+        t = Table(title="dashboard: 500 live channels at 1 Hz in headless Chromium")
+        t.add_column("measure")
+        t.add_column("value")
+        for name, value in rows(dash):
+            t.add_row(name, value)
+        Console().print(t)
+        if args.json is not None:
+            args.json.write_text(json.dumps({"dashboard": dash}, indent=2) + "\n")
+        return 0
     print_tables(Console(), args.plain, e2e, micro)
     if bus is not None:
         print_bus(Console(), args.plain, *bus)

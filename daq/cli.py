@@ -13,6 +13,7 @@ import click
 
 from daq.cli_common import (
     EXIT_CONFIG,
+    load_site,
     open_registry,
     registry_option,
     run,
@@ -27,17 +28,6 @@ def _setup_logging(verbose: int) -> None:
                         datefmt="%H:%M:%S")
     # pymodbus logs every timeout at error level; our poller says it once per device instead
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
-
-
-def _load(path: str) -> Any:
-    from daq.config import load_config
-
-    try:
-        return load_config(path)
-    except SourceErrors as exc:
-        for err in exc.errors:
-            click.echo(str(err), err=True)
-        sys.exit(EXIT_CONFIG)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +52,7 @@ def config_check(file: Path) -> None:
     """
     from drivers.modbus.plan import describe_plan, plan_device
 
-    loaded = _load(str(file))
+    loaded = load_site(str(file))
     cfg = loaded.config
     click.echo(f"{file}: OK")
     click.echo(f"enterprise {cfg.enterprise.id} ({cfg.enterprise.name})")
@@ -98,7 +88,7 @@ def read(config_file: str, device_id: str, as_json: bool) -> None:
     """Poll one device once and print its channels (commissioning)."""
     from daq.read import read_device
 
-    loaded = _load(config_file)
+    loaded = load_site(config_file)
     code = run(read_device(loaded, device_id, as_json))
     sys.exit(code)
 
@@ -111,7 +101,7 @@ def gateway(config_file: str, gateway_id: str | None) -> None:
     """Run a gateway: poll its devices and publish to MQTT through the durable outbox."""
     from gateway.service import GatewayService
 
-    loaded = _load(config_file)
+    loaded = load_site(config_file)
 
     async def go() -> None:
         await GatewayService(loaded, gateway_id).run()
@@ -134,7 +124,7 @@ def ingest(config_file: str, client_id: str | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    loaded = _load(config_file)
+    loaded = load_site(config_file)
     ing = Ingest(loaded, open_storage(loaded), client_id=client_id)
     ing.start()
     try:
@@ -340,12 +330,15 @@ def trace(instrument: str, at_date: Any, as_json: bool, registry_path: str | Non
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
               help="Demo site config (default: config/demo.yaml).")
 @click.option("--plain", is_flag=True, help="Print a plain table every few seconds.")
-def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
-    """Simulated meters → gateway → MQTT → ingest → historian, with a live table."""
+@click.option("--no-dashboard", is_flag=True, help="Do not start the web dashboard.")
+def demo(duration: float | None, config_file: str | None, plain: bool,
+         no_dashboard: bool) -> None:
+    """Simulated meters → gateway → MQTT → ingest → historian, with a live table and the
+    web dashboard (http://127.0.0.1:8080/, or a free port if 8080 is taken)."""
     from daq.demo import run_demo
 
     try:
-        code = run(run_demo(duration, config_file, plain))
+        code = run(run_demo(duration, config_file, plain, dashboard=not no_dashboard))
     except SourceErrors as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
@@ -354,10 +347,12 @@ def demo(duration: float | None, config_file: str | None, plain: bool) -> None:
 
 # commands of their own modules (imported last: they import ``main`` and helpers from here)
 from daq.cli_calibrate import register  # noqa: E402 (calibration sessions, cert verify)
+from daq.cli_dashboard import dashboard  # noqa: E402 (the monitoring centre's web page)
 from daq.cli_verify import drift, verify  # noqa: E402 (mandatory verification, drift)
 
 main.add_command(verify)
 main.add_command(drift)
+main.add_command(dashboard)
 register(main, cert)
 
 if __name__ == "__main__":

@@ -57,3 +57,16 @@ def open_registry(path: str | None, create: bool = False) -> Any:
     except RegistryError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def load_site(path: str) -> Any:
+    """Load a site file, or print its FILE:LINE errors and exit 2."""
+    from daq.config import load_config
+    from daq.yamlsrc import SourceErrors
+
+    try:
+        return load_config(path)
+    except SourceErrors as exc:
+        for err in exc.errors:
+            click.echo(str(err), err=True)
+        sys.exit(EXIT_CONFIG)

@@ -1,4 +1,5 @@
-"""``daq demo``: three simulated meters → gateway → MQTT → ingest → historian, live table.
+"""``daq demo``: simulated meters → gateway → MQTT → ingest → historian, live table, and the
+web dashboard (``--no-dashboard`` leaves it out) on http://127.0.0.1:8080/ or a free port.
 
 This module is a composition root, like the CLI: it alone (with ``daq.cli``) ties the
 simulators, the gateway and storage together, and it is imported only when the command runs.
@@ -19,18 +20,22 @@ from rich.console import Console
 from rich.live import Live
 
 if TYPE_CHECKING:
+    from daq.config import LoadedConfig
+    from gateway.dashboard import Dashboard
     from gateway.live import LiveFeed
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "config" / "demo.yaml"
 DLT645_ADDRESS = "558890213594"
+DASHBOARD_PORT = 8080
 DEMO_METERS = (("sdm630", "incomer", 1), ("dtsu666", "furnace-1", 2),
                ("dtsu666", "compressor-1", 3))
 
 log = logging.getLogger(__name__)
 
 
-async def run_demo(duration_s: float | None, config_file: str | None, plain: bool) -> int:
+async def run_demo(duration_s: float | None, config_file: str | None, plain: bool,
+                   dashboard: bool = True) -> int:
     from daq.config import load_config
     from gateway.broker import ensure_broker
     from gateway.ingest import Ingest
@@ -73,6 +78,9 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
             gateway = GatewayService(loaded)
             feed = LiveFeed(loaded, unique_client_id("daq", "live"))
             feed.start()
+            dash = await _start_dashboard(loaded, var) if dashboard else None
+            if dash is not None:
+                console.print(f"  dashboard on [bold]{dash.url}[/] (open it in a browser)")
             started = time.monotonic()
 
             def footer() -> str:
@@ -104,10 +112,33 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
                     await gw_task
                 await asyncio.to_thread(ingest.stop)
                 feed.stop()
+                if dash is not None:
+                    await dash.stop()
             stored = ingest.stats.written_readings
             console.print(f"demo finished: {gateway.acquired} readings acquired, {stored} "
                           f"stored in {loaded.resolve(getattr(loaded.config.storage, 'path', ''))}")
     return 0
+
+
+async def _start_dashboard(loaded: LoadedConfig, var: Path) -> Dashboard:
+    """The dashboard on 127.0.0.1:8080, or on a free port when 8080 is taken."""
+    from gateway.dashboard import Dashboard, DashboardOptions
+
+    ent = loaded.config.enterprise.id
+    port = int(os.environ.get("DAQ_DASHBOARD_PORT", DASHBOARD_PORT))
+    for try_port in (port, 0):
+        dash = Dashboard(loaded, DashboardOptions(
+            port=try_port, topic=f"daq/{ent}/#", alarm_log=str(var / "dashboard.sqlite"),
+            registry=os.environ.get("DAQ_REGISTRY") or None))
+        try:
+            await dash.start()
+        except OSError:
+            await dash.stop()
+            if try_port == 0:
+                raise
+            continue
+        return dash
+    raise AssertionError("unreachable")
 
 
 def _data_dir() -> Path:

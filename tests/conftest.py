@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-# -- services: InfluxDB 1.x, VictoriaMetrics (tests/services.py) ----------------------
+# -- services: InfluxDB 1.x, VictoriaMetrics, headless Chromium (tests/services.py) ---
 # -- and MQTT: the Mosquitto on 127.0.0.1:1883 when it answers, else a private one
 from tests.services import (
+    chromium,
     influx_db,
     influxdb_v1,
     mqtt_broker,
@@ -13,4 +14,6 @@ from tests.services import (
     victoria_metrics,
 )
 
-__all__ = ["influx_db", "influxdb_v1", "mqtt_broker", "private_broker", "victoria_metrics"]
+__all__ = [
+    "chromium", "influx_db", "influxdb_v1", "mqtt_broker", "private_broker", "victoria_metrics",
+]

@@ -9,6 +9,8 @@ SIGTERM then SIGKILL) at the end of the session — also on Ctrl-C, through the 
   port (backup/restore, bound to 127.0.0.1) listen; reporting, monitoring, graphite, collectd,
   opentsdb and UDP are off.
 * ``victoria_metrics``: ``victoria-metrics`` (1.79) with ``-retentionPeriod=100y``.
+* ``chromium``: Debian's ``/usr/bin/chromium``, headless, driven by Playwright for Python
+  (one browser per module; Playwright never downloads a browser here).
 
 ``DAQ_TEST_INFLUXDB_URL`` / ``DAQ_TEST_VM_URL`` point the fixtures at servers already running
 instead. When a binary is missing the fixture skips, or fails under ``CI=true``
@@ -34,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import orjson
@@ -43,12 +46,14 @@ import urllib3
 from gateway.broker import Broker, answers, find_mosquitto, free_port, private_mosquitto
 from gateway.influxd import influxd_command
 
-INSTALL_HINT = "run .ci/install-deps (Debian packages: influxdb victoria-metrics mosquitto)"
+INSTALL_HINT = ("run .ci/install-deps (Debian packages: influxdb victoria-metrics mosquitto "
+                "chromium)")
 START_TIMEOUT_S = 20.0
 
 __all__ = [
     "InfluxDatabase",
     "Server",
+    "chromium",
     "free_port",
     "influx_db",
     "influxdb_v1",
@@ -359,3 +364,37 @@ def private_broker() -> Iterator[Broker]:
         return
     with private_mosquitto(binary) as broker:
         yield broker
+
+
+# -- headless Chromium ------------------------------------------------------------------
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, as a Playwright ``Browser`` (sync API).
+
+    Never a browser Playwright downloads: ``executable_path`` is Debian's binary, and
+    ``PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD`` is set. Missing chromium or playwright: skip, or
+    fail under ``CI=true``. Tests using it are plain (not async) functions: the sync API
+    runs its own event loop, which counts as *running* in this thread for as long as
+    Playwright is started — so the browser lives for one module (keep the browser tests in
+    one module: one browser per session), never across the suite's async tests.
+    """
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing("chromium (Debian package chromium)")
+        return
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright (pip install -e '.[test]')")
+        return
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

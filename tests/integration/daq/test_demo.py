@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,9 +22,10 @@ REPO = Path(__file__).resolve().parents[3]
 SUMMARY = re.compile(r"demo finished: (\d+) readings acquired, (\d+) stored")
 
 
-def demo(tmp_path: Path, broker: Any, *args: str) -> subprocess.Popen[str]:
+def demo(tmp_path: Path, broker: Any, *args: str,
+         dashboard_port: int = 0) -> subprocess.Popen[str]:
     env = {**os.environ, "DAQ_VAR": str(tmp_path), "DAQ_MQTT_PORT": str(broker.port),
-           "COLUMNS": "200",
+           "COLUMNS": "200", "DAQ_DASHBOARD_PORT": str(dashboard_port),
            # its own enterprise id: another demo on the shared broker must not count here
            "DAQ_DEMO_ENTERPRISE": f"t{uuid.uuid4().hex[:10]}"}
     return subprocess.Popen([sys.executable, "-m", "daq.cli", "demo", "--plain", *args],
@@ -41,9 +43,16 @@ def check_summary(out: str) -> None:
 
 
 def test_demo_with_duration_exits_by_itself(tmp_path: Path, mqtt_broker: Any) -> None:
-    proc = demo(tmp_path, mqtt_broker, "--duration", "3")
-    out, _ = proc.communicate(timeout=60)
+    with socket.socket() as taken:  # the dashboard's port is taken: it picks a free one
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        proc = demo(tmp_path, mqtt_broker, "--duration", "3", dashboard_port=busy)
+        out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
+    m = re.search(r"dashboard on http://127\.0\.0\.1:(\d+)/", out)
+    assert m, out
+    assert int(m.group(1)) != busy
     check_summary(out)
     assert "incomer" in out
     assert "furnace-1" in out
@@ -53,12 +62,13 @@ def test_demo_with_duration_exits_by_itself(tmp_path: Path, mqtt_broker: Any) ->
 
 
 def test_ctrl_c_stops_everything_cleanly(tmp_path: Path, mqtt_broker: Any) -> None:
-    proc = demo(tmp_path, mqtt_broker)
+    proc = demo(tmp_path, mqtt_broker, "--no-dashboard")
     time.sleep(4)
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     check_summary(out)
+    assert "dashboard on" not in out
     # no process of the demo's session is left behind
     left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
     assert left.stdout.strip() == ""

@@ -1,0 +1,89 @@
+"""``daq dashboard CONFIG`` as an operator runs it: it prints its URL, serves the page and its
+assets itself (nothing external), refuses writes without the token, and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.services import http
+
+pytestmark = pytest.mark.services
+
+REPO = Path(__file__).resolve().parents[3]
+STATIC = REPO / "gateway" / "dashboard" / "static"
+# what would make the page depend on the internet
+EXTERNAL = re.compile(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""")
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", "from daq.cli import main; main()", *args],
+                            cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_assets_reference_nothing_outside_the_dashboard() -> None:
+    files = sorted(STATIC.iterdir())
+    assert {f.name for f in files} >= {"index.html", "app.js", "app.css"}
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        assert not EXTERNAL.search(text), f"{f.name}: {EXTERNAL.search(text)}"
+    js = (STATIC / "app.js").read_text(encoding="utf-8")
+    assert "EventSource(\"/api/events\")" in js  # live values are pushed, not polled
+
+
+def test_dashboard_command_serves_and_stops_on_ctrl_c(tmp_path: Path, mqtt_broker: Any) -> None:
+    ent = f"t{uuid.uuid4().hex[:10]}"
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(f"""
+enterprise: {{id: {ent}}}
+gateways: [{{id: gw-1, buses: []}}]
+mqtt: {{host: {mqtt_broker.host}, port: {mqtt_broker.port}}}
+storage: {{kind: historian, path: historian.sqlite}}
+""")
+    proc = run(["dashboard", str(cfg), "--port", "0", "--topic", f"daq/{ent}/#"],
+               {"DAQ_DASHBOARD_TOKEN": "s3cret"})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"daq dashboard on (http://127\.0\.0\.1:\d+/)", line)
+        assert m, line + (proc.stdout.read() if proc.poll() is not None else "")
+        url = m.group(1)
+        page = http("GET", url)
+        assert page.status == 200
+        assert b'<script src="/static/app.js"' in page.data
+        assert http("GET", url + "static/app.js").status == 200
+        state = orjson.loads(http("GET", url + "api/state").data)
+        assert state["channels"] == []
+        assert state["token_required"] is True
+        ack = {"id": f"{ent}/gw-1/d|drift|1", "who": "Zhang San"}
+        resp = http("POST", url + "api/alarms/ack", body=orjson.dumps(ack),
+                    headers={"Content-Type": "application/json"})
+        assert resp.status == 403  # no token
+        resp = http("POST", url + "api/alarms/ack", body=orjson.dumps(ack),
+                    headers={"Content-Type": "application/json", "X-Daq-Token": "s3cret"})
+        assert resp.status == 404  # the token passes; there is no such active alarm
+        assert (tmp_path / "var" / "dashboard.sqlite").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+
+
+def test_bad_config_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text("enterprise: {id: x}\ngateways: []\nmqtt: {port: 0}\n")
+    proc = run(["dashboard", str(cfg)], {})
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert f"{cfg}:3: mqtt.port:" in out
