@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from daq.config import LoadedConfig
     from gateway.dashboard import Dashboard
     from gateway.live import LiveFeed
+    from simulators.instruments import InstrumentModel
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "config" / "demo.yaml"
@@ -45,7 +46,7 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
     from gateway.storage import open_storage
     from simulators.dlt645_meter import Dlt645MeterSimulator
     from simulators.fleet import MeterFleet, MeterSpec
-    from simulators.instruments import InstrumentModel, ScpiDmmSimulator
+    from simulators.instruments import ScpiDmmSimulator
 
     console = Console(stderr=False)
     var = _data_dir()
@@ -54,7 +55,9 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
         where = "private Mosquitto" if broker.private else "Mosquitto"
         console.print(f"[bold]daq demo[/]: {where} on {broker.host}:{broker.port}; data in {var}")
         specs = [MeterSpec(profile, 0, 1, seed, name=name) for profile, name, seed in DEMO_METERS]
-        dmm = ScpiDmmSimulator(InstrumentModel(5.0, "V", offset=2e-5, noise=3e-6, decimals=6))
+        dmm = ScpiDmmSimulator(_demo_dmm(5.0, seed=0))
+        registry = _demo_registry(var)
+        os.environ.setdefault("DAQ_REGISTRY", str(registry))
         async with MeterFleet(specs) as fleet, dmm, \
                 Dlt645MeterSimulator(DLT645_ADDRESS, seed=4, transport="pty") as revenue:
             _, dmm_port = await dmm.start_tcp()
@@ -72,6 +75,8 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
             console.print(f"  simulated DL/T 645-2007 meter {DLT645_ADDRESS} 'grid-revenue' on "
                           f"{revenue.path}")
             console.print(f"  simulated SCPI multimeter 'bench-dmm' on 127.0.0.1:{dmm_port}")
+            console.print(f"  calibration registry {registry}: bench-dmm corrected by its "
+                          "certificate; grid-revenue's mandatory verification overdue")
             storage = open_storage(loaded)
             ingest = Ingest(loaded, storage)
             ingest.start()
@@ -139,6 +144,61 @@ async def _start_dashboard(loaded: LoadedConfig, var: Path) -> Dashboard:
             continue
         return dash
     raise AssertionError("unreachable")
+
+
+def _demo_dmm(true_value: float, seed: int) -> InstrumentModel:
+    """The demo DMM: the lab calibrates one with these errors (simulators/lab.py), and the
+    gateway corrects the demo's readings with the resulting certificate."""
+    from simulators.instruments import InstrumentModel
+
+    return InstrumentModel(true_value, "V", offset=2e-4, gain=5e-5, noise=3e-6, decimals=6,
+                           seed=seed)
+
+
+def _demo_registry(var: Path) -> Path:
+    """The demo's calibration registry: a three-level chain ending at the bench DMM (calibrated
+    30 days ago by the simulated lab) and the energy meters' verification records — the grid
+    revenue meter overdue, the furnace meter due soon. Recreated at each start (dates are
+    relative to today), so its audit log is the demo's own."""
+    import datetime as dt
+
+    from calibration.records import RecordSet
+    from calibration.registry import Registry
+    from simulators.lab import calibrate, chain
+
+    today = dt.datetime.now(dt.UTC).date()
+    lab = chain(today, {"demo-dmm-01": calibrate(_demo_dmm(0.0, seed=7))},
+                instrument_extra={"demo-dmm-01": {"repeatability": 3e-6}})
+
+    def meter(id_: str, model: str, quantity_max: float) -> dict[str, object]:
+        return {"id": id_, "maker": "demo", "model": model, "serial": f"SN-{id_}",
+                "quantity": "active_energy", "unit": "kWh",
+                "range": {"min": 0.0, "max": quantity_max}, "resolution": 0.01,
+                "accuracy": {"class": "0.5S"}, "owner": os.environ.get(
+                    "DAQ_DEMO_ENTERPRISE", "demo-steel"),
+                "location": "demo site", "role": "working", "mandatory_verification": True,
+                "verification": {"mode": "periodic", "period_months": 24},
+                "energy_type": "electricity", "measurement_level": "enterprise_boundary"}
+
+    def verified(inst: str, days_ago: int) -> dict[str, object]:
+        on = today - dt.timedelta(days=days_ago)
+        return {"instrument": inst, "date": on.isoformat(), "result": "pass",
+                "authority": "city institute of metrology (demo)",
+                "record_number": f"JD-{inst}-{on:%Y%m%d}",
+                "next_due": (on + dt.timedelta(days=730)).isoformat()}
+
+    meters = RecordSet.model_validate({
+        "instruments": [meter("em-grid-revenue", "DL/T 645-2007 meter", 1e6),
+                        meter("em-incomer", "SDM630", 1e6),
+                        meter("em-furnace-1", "DTSU666", 1e6)],
+        "verifications": [verified("em-grid-revenue", 800), verified("em-incomer", 200),
+                          verified("em-furnace-1", 715)]})
+    path = var / "registry.sqlite"
+    path.unlink(missing_ok=True)
+    with Registry(path) as reg:
+        reg.import_records(lab, "daq demo", "demo: the simulated lab's certificates")
+        reg.import_records(meters, "daq demo", "demo: the site's energy meters")
+    return path
 
 
 def _data_dir() -> Path:

@@ -64,7 +64,8 @@ class _Message:
 @dataclass
 class IngestStats:
     received: int = 0
-    written_readings: int = 0
+    written_readings: int = 0  # readings of data messages
+    written_alarm_events: int = 0  # raised/cleared events of alarms messages
     written_messages: int = 0
     spooled_messages: int = 0
     rejected_messages: int = 0
@@ -187,12 +188,16 @@ class Ingest:
         """Write (or spool) one batch and acknowledge it; False if the storage is down."""
         ok = True
         readings: list[Reading] = []
+        events = 0  # of the readings, alarm events (not counted as readings)
         data: list[_Message] = []
         for m in batch:
             if not stored_topic(m.topic):
                 continue  # meta and status: retained, nothing to store
             try:
-                readings.extend(readings_of(m.topic, m.payload))
+                got = readings_of(m.topic, m.payload)
+                readings.extend(got)
+                if m.topic.endswith("/alarms"):
+                    events += len(got)
                 data.append(m)
             except PayloadError as exc:
                 assert self._dead is not None
@@ -203,7 +208,8 @@ class Ingest:
         if readings and write:
             try:
                 self.storage.write(readings)
-                self.stats.written_readings += len(readings)
+                self.stats.written_readings += len(readings) - events
+                self.stats.written_alarm_events += events
                 self.stats.written_messages += len(data)
                 if self.on_written is not None:
                     self.on_written(readings)
@@ -243,7 +249,12 @@ class Ingest:
             if not rows:
                 log.info("ingest: spool replayed; storage is back")
                 return True
-            readings = [r for _, topic, payload, _ in rows for r in readings_of(topic, payload)]
+            readings: list[Reading] = []
+            events = 0
+            for _, topic, payload, _ in rows:
+                got = readings_of(topic, payload)
+                readings.extend(got)
+                events += len(got) if topic.endswith("/alarms") else 0
             try:
                 self.storage.write(readings)
             except StorageError as exc:
@@ -252,6 +263,7 @@ class Ingest:
                     return False
                 self._keep([(topic, payload) for _, topic, payload, _ in rows], exc)
             else:
-                self.stats.written_readings += len(readings)
+                self.stats.written_readings += len(readings) - events
+                self.stats.written_alarm_events += events
                 self.stats.written_messages += len(rows)
             self._spool.ack(row[0] for row in rows)

@@ -58,7 +58,19 @@ def test_demo_with_duration_exits_by_itself(tmp_path: Path, mqtt_broker: Any) ->
     assert "furnace-1" in out
     assert "grid-revenue" in out  # the DL/T 645 meter on a pseudo-terminal
     assert "bench-dmm" in out  # the SCPI multimeter
-    assert (tmp_path / "historian.sqlite").exists()
+    # the calibrated DMM's readings are corrected onto the truth (5 V) within their U; the
+    # revenue meter's overdue verification is on every one of its readings
+    from gateway.storage.historian import HistorianStorage
+
+    with HistorianStorage(tmp_path / "historian.sqlite") as hist:
+        dmm = hist.series("bench-dmm", "dcv")
+        assert dmm
+        assert all(r.cert == "LAB-demo-dmm-01" for r in dmm)
+        assert all(abs(r.value - 5.0) <= r.U for r in dmm)  # type: ignore[operator]
+        assert all(abs(r.raw - 5.0) > r.U for r in dmm)  # type: ignore[operator]
+        revenue = hist.series("grid-revenue", "energy_import")
+        assert revenue
+        assert all(r.verification == "overdue" for r in revenue)
 
 
 def test_ctrl_c_stops_everything_cleanly(tmp_path: Path, mqtt_broker: Any) -> None:
