@@ -34,6 +34,12 @@ from calibration.records import (
     RecordSet,
 )
 from calibration.registry import Registry
+from daq.config import load_config
+from daq.model import Reading
+from daq.payload import decode_data
+from gateway.broker import free_port
+from gateway.outbox import Outbox
+from gateway.service import GatewayService
 from gateway.session_journal import SessionJournal
 from simulators.calibrator import CalibratorSimulator, Source, SourcedDmmSimulator
 from simulators.instruments import InstrumentModel
@@ -89,13 +95,13 @@ environment: {{temperature_C: 23.0}}
 
 
 def records(today: dt.date) -> RecordSet:
-    def inst(id_: str, role: str, res: float) -> Instrument:
+    def inst(id_: str, role: str, res: float, **extra: float) -> Instrument:
         return Instrument.model_validate({
             "id": id_, "maker": "DAQSIM", "model": id_, "serial": f"SN-{id_}",
             "quantity": "voltage", "unit": "V", "range": Range(min=-11.0, max=11.0),
             "resolution": res, "accuracy": Accuracy(a_pct_reading=0.003, b_pct_range=0.0005),
             "owner": "lab", "location": "bench", "role": role,
-            "mandatory_verification": False})
+            "mandatory_verification": False, **extra})
 
     ns = Certificate(
         id="NS-1", instrument="ns-t", laboratory="NMI", accreditation="CIPM MRA",
@@ -116,7 +122,8 @@ def records(today: dt.date) -> RecordSet:
         conformity="n/a")
     return RecordSet(instruments=[inst("ns-t", "national_standard", 1e-9),
                                   inst("cal-t", "reference", 1e-7),
-                                  inst("dmm-t", "working", 1e-7)],
+                                  # its noise, for the uncertainty of single readings
+                                  inst("dmm-t", "working", 1e-7, repeatability=DMM_NOISE)],
                      certificates=[ns, cal])
 
 
@@ -155,6 +162,44 @@ async def run_daq(*args: str, cwd: Path, timeout_s: float = 60) -> tuple[int, st
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+GATEWAY_SETTING = 7.3  # between the calibration points
+
+
+async def gateway_readings(b: Bench, tmp_path: Path) -> list[Reading]:
+    """Run a gateway on the DUT with the registry's certificate applied; its readings as they
+    went into the outbox (no broker needed for that: nothing is lost while it is away)."""
+    site = tmp_path / "site.yaml"
+    site.write_text(f"""
+enterprise: {{id: lab}}
+calibration: {{registry: {b.registry}}}
+gateways:
+  - id: bench
+    outbox: gw-outbox.sqlite
+    buses:
+      - {{id: dut-lan, protocol: instrument, host: 127.0.0.1, port: {b.dut_port},
+         devices: [{{id: dut, profile: scpi-dmm-dcv, interval_ms: 50,
+                     instruments: {{dcv: dmm-t}}}}]}}
+mqtt: {{host: 127.0.0.1, port: {free_port()}}}
+""")
+    gw = GatewayService(load_config(site))
+    task = asyncio.create_task(gw.run())
+    try:
+        deadline = time.monotonic() + 20
+        while gw.coordinators[0].state.polls < 25:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    box = Outbox(tmp_path / "gw-outbox.sqlite")
+    try:
+        return [r for _, topic, payload, _ in box.pending(0, 10_000)
+                if topic.endswith("/data") for r in decode_data(payload)]
+    finally:
+        box.close()
 
 
 class Sections(html.parser.HTMLParser):
@@ -202,6 +247,10 @@ async def test_full_session_against_simulators(tmp_path: Path) -> None:
         assert code == 0, err + out
         assert "SOUR:VOLT -10.0000000" in b.calibrator.commands
         assert b.calibrator.source.on is False  # switched off at the end
+        # the new certificate in use: a gateway polls the DUT at a value between the
+        # calibration points and corrects its readings with it
+        b.calibrator.source.setting, b.calibrator.source.on = GATEWAY_SETTING, True
+        in_gateway = await gateway_readings(b, tmp_path)
     with Registry(b.registry, create=False) as reg:
         assert reg.verify() == []
         cert = reg.get("certificate", "CAL-DMM-T-1")
@@ -250,6 +299,18 @@ async def test_full_session_against_simulators(tmp_path: Path) -> None:
         uncorrected = float(np.mean(raw[i]))
         if abs(nominal) >= 5:
             assert abs(uncorrected - truth) > 10 * by_nominal[nominal].U
+
+    truth = true_output(GATEWAY_SETTING)
+    assert len(in_gateway) >= 20
+    assert all(r.cert == "CAL-DMM-T-1" and r.quality == "good" for r in in_gateway)
+    errors = [abs(r.value - truth) for r in in_gateway]  # type: ignore[operator]
+    big_u = [r.U for r in in_gateway]
+    # single readings: their U (≈95 %) holds for most; their mean sits on the truth
+    inside = sum(e <= u for e, u in zip(errors, big_u, strict=True))  # type: ignore[operator]
+    assert inside >= 0.8 * len(in_gateway), (inside, len(in_gateway))
+    mean_error = float(np.mean([r.value for r in in_gateway])) - truth  # type: ignore[misc]
+    assert abs(mean_error) <= float(np.mean(big_u)) / 2  # type: ignore[arg-type]
+    assert all(abs(r.raw - truth) > r.U for r in in_gateway)  # type: ignore[operator]
 
     check_report(report)
     code, out, err = await run_daq("cert", "verify", str(report), "--registry",
