@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import paho.mqtt.client as mqtt
+
+from daq.alarms import AlarmState, decode_alarms
 from daq.config import LoadedConfig
 from daq.model import Reading
 from gateway.ingest import Ingest
@@ -72,3 +76,59 @@ async def polling(loaded: LoadedConfig) -> AsyncIterator[Polling]:
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in run.coords.values():
             await c.bus.close()
+
+
+async def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` every 20 ms until it is true; fail with ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running(loaded: LoadedConfig) -> AsyncIterator[tuple[GatewayService, Ingest]]:
+    """Ingest and gateway of a site running; on leaving, the gateway stops and everything it
+    acquired is stored before the ingest stops."""
+    ingest = Ingest(loaded, open_storage(loaded))
+    ingest.start()
+    assert await asyncio.to_thread(ingest.wait_subscribed, 10), "ingest did not subscribe"
+    gw = GatewayService(loaded)
+    task = asyncio.create_task(gw.run())
+    try:
+        yield gw, ingest
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        try:
+            await wait_for(lambda: ingest.stats.written_readings >= gw.acquired, 15,
+                           f"only {ingest.stats.written_readings} of {gw.acquired} stored")
+        finally:
+            await asyncio.to_thread(ingest.stop)
+
+
+@contextlib.contextmanager
+def alarm_states(host: str, port: int, topic: str) -> Iterator[list[AlarmState]]:
+    """Every alarms message on ``topic`` (wildcards allowed), decoded, as it arrives; empty
+    payloads (another test session clearing retained messages) are left out."""
+    states: list[AlarmState] = []
+    subscribed = threading.Event()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.payload:
+            states.append(decode_alarms(bytes(msg.payload)))
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,  # type: ignore[attr-defined]
+                      protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.connect(host, port)
+    sub.subscribe(topic, qos=1)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(5), f"could not subscribe to {topic}"
+        yield states
+    finally:
+        sub.loop_stop()
+        sub.disconnect()

@@ -11,24 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import threading
-import time
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from calibration.records import Certificate
 from calibration.registry import Registry
-from daq.alarms import AlarmKind, decode_alarms
+from daq.alarms import AlarmKind
 from daq.config import load_config
-from gateway.ingest import Ingest
 from gateway.service import GatewayService
-from gateway.storage import open_storage
 from simulators.instruments import InstrumentModel, ScpiDmmSimulator
 from simulators.lab import calibrate, chain
+from tests.integration.pathrun import alarm_states, running, wait_for
 from tests.services import influx_query
 
 pytestmark = pytest.mark.services
@@ -48,25 +45,8 @@ def model(i: int, true_v: float, offset: float, gain: float) -> InstrumentModel:
                            seed=100 + i)
 
 
-def retained_alarms(host: str, port: int, ent: str) -> dict[str, Any]:
-    got: dict[str, Any] = {}
-    done = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda _c, _u, m: m.payload and got.__setitem__(  # not a clearing
-        m.topic.split("/")[3], decode_alarms(m.payload))
-    client.on_subscribe = lambda *_a: done.set()
-    client.connect(host, port)
-    client.subscribe(f"daq/{ent}/+/+/alarms", qos=1)
-    client.loop_start()
-    try:
-        assert done.wait(5)
-        deadline = time.monotonic() + 5
-        while len(got) < len(DMMS) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    return got
+def min_polls(gw: GatewayService) -> int:
+    return min(c.state.polls for c in gw.coordinators)
 
 
 async def test_corrected_readings_cover_the_truth_at_95_percent(
@@ -103,17 +83,9 @@ ingest: {{subscription: "daq/{ent}/#", spool: spool.sqlite, dead_letter: dead.sq
           batch_interval_ms: 50}}
 storage: {{kind: influxdb_v1, url: "{influx_db.url}", database: {influx_db.name}}}
 """)
-        loaded = load_config(site)
-        ingest = Ingest(loaded, open_storage(loaded))
-        ingest.start()
-        assert await asyncio.to_thread(ingest.wait_subscribed, 10)
-        gw = GatewayService(loaded)
-        task = asyncio.create_task(gw.run())
-        try:
-            deadline = time.monotonic() + 60
-            while min(c.state.polls for c in gw.coordinators) < POLLS:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+        async with running(load_config(site)) as (gw, _):
+            polls_at_least = functools.partial(min_polls, gw)
+            await wait_for(lambda: polls_at_least() >= POLLS, 60, "too few polls")
             # while it runs: dmm-0 is recalibrated; dmm-1's certificate turns out to have
             # expired (its interval corrected to 1 day)
             with Registry(registry) as reg:
@@ -127,19 +99,8 @@ storage: {{kind: influxdb_v1, url: "{influx_db.url}", database: {influx_db.name}
                     **old1.model_dump(mode="json", by_alias=True), "interval_days": 1}),
                     "tester", "interval was entered wrongly")
             await asyncio.sleep(0.5)  # > reload_s
-            polls = {c.config.id: c.state.polls for c in gw.coordinators}
-            while min(c.state.polls - polls[c.config.id] for c in gw.coordinators) < 10:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        deadline = time.monotonic() + 15
-        while ingest.stats.written_readings < gw.acquired:
-            assert time.monotonic() < deadline, "not everything was stored"
-            await asyncio.sleep(0.05)
-        await asyncio.to_thread(ingest.stop)
+            before = polls_at_least()
+            await wait_for(lambda: polls_at_least() >= before + 10, 30, "no polls after")
 
     doc = influx_query(influx_db.server, 'SELECT "value", "raw", "u", "k", "U", "cert", '
                        '"quality", "reason", "device" FROM "voltage" WHERE time > 0',
@@ -170,7 +131,9 @@ storage: {{kind: influxdb_v1, url: "{influx_db.url}", database: {influx_db.name}
     assert (last["dmm-1"]["cert"], last["dmm-1"]["quality"], last["dmm-1"]["reason"]) == (
         "LAB-dmm-1", "uncertain", "calibration_expired")
     assert last["dmm-2"]["quality"] == "good"
-    alarms = retained_alarms(mqtt_broker.host, mqtt_broker.port, ent)
+    with alarm_states(mqtt_broker.host, mqtt_broker.port, f"daq/{ent}/+/+/alarms") as got:
+        await wait_for(lambda: {s.device for s in got} >= set(DMMS), 5, "no retained alarms")
+    alarms = {s.device: s for s in got}
     assert set(alarms) == set(DMMS)  # every device's state, an empty list included
     assert [a.kind for a in alarms["dmm-1"].alarms] == [AlarmKind.CALIBRATION_EXPIRED]
     assert alarms["dmm-1"].alarms[0].channel == "dcv"

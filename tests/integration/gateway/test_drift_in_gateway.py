@@ -13,13 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from daq.alarms import AlarmKind, AlarmState, decode_alarms
+from daq.alarms import AlarmKind
 from daq.config import load_config
 from gateway.service import GatewayService
 from simulators.instruments import InstrumentModel, ScpiDmmSimulator
+from tests.integration.pathrun import alarm_states, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -40,13 +40,6 @@ async def test_a_drift_starting_at_a_known_instant_raises_a_drift_alarm(
     ref = ScpiDmmSimulator(InstrumentModel(5.0, "V", noise=NOISE_V, decimals=6, seed=1))
     dut = ScpiDmmSimulator(InstrumentModel(5.0, "V", noise=NOISE_V, decimals=6, seed=2,
                                            drift_per_day=DRIFT_V_PER_DAY, clock=fast_clock))
-    states: list[AlarmState] = []
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    sub.on_message = lambda _c, _u, m: m.payload and states.append(  # not a clearing
-        decode_alarms(m.payload))
-    sub.connect(mqtt_broker.host, mqtt_broker.port)
-    sub.subscribe(f"daq/{ent}/lab/+/alarms", qos=1)
-    sub.loop_start()
     async with ref, dut:
         _, ref_port = await ref.start_tcp()
         _, dut_port = await dut.start_tcp()
@@ -66,29 +59,25 @@ gateways:
 mqtt: {{host: {mqtt_broker.host}, port: {mqtt_broker.port}}}
 """)
         gw = GatewayService(load_config(site))
-        task = asyncio.create_task(gw.run())
-        try:
-            deadline = time.monotonic() + 30
-            pair = gw.drift._pairs[("dut", "dcv")]
-            while pair.paired < 250:  # warm-up (100) and 150 in-control samples
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
-            assert pair.detection is None  # no false alarm before the drift
-            start_ns = time.time_ns()
-            started.append(time.monotonic())
-            while pair.detection is None:
-                assert time.monotonic() < deadline, "drift not detected"
-                await asyncio.sleep(0.02)
-            while not any(s.device == "dut" and s.alarms
-                          and s.alarms[0].details["rate_refined"] for s in states):
-                assert time.monotonic() < deadline, "no retained, refined drift alarm"
-                await asyncio.sleep(0.02)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            sub.loop_stop()
-            sub.disconnect()
+        with alarm_states(mqtt_broker.host, mqtt_broker.port,
+                          f"daq/{ent}/lab/+/alarms") as states:
+            task = asyncio.create_task(gw.run())
+            try:
+                pair = gw.drift._pairs[("dut", "dcv")]
+                # warm-up (100) and 150 in-control samples
+                await wait_for(lambda: pair.paired >= 250, 30, "too few pairs")
+                assert pair.detection is None  # no false alarm before the drift
+                start_ns = time.time_ns()
+                started.append(time.monotonic())
+                await wait_for(lambda: pair.detection is not None, 20, "drift not detected")
+                await wait_for(lambda: any(s.device == "dut" and s.alarms
+                                           and s.alarms[0].details["rate_refined"]
+                                           for s in states), 20,
+                               "no retained, refined drift alarm")
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     det = pair.detection
     delay_s = (det.detected_at_ns - start_ns) / 1e9
     # ≈ 0.5 σ of the difference per second: EWMA (λ 0.05, L 6) crosses after ≈ 2–3 s

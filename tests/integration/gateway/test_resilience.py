@@ -10,16 +10,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from daq.alarms import AlarmKind, AlarmState, decode_alarms
+from daq.alarms import AlarmKind
 from daq.config import LoadedConfig, load_config
 from daq.model import Quality, Reading
 from daq.payload import decode_data
@@ -30,7 +28,7 @@ from gateway.service import GatewayService
 from gateway.storage import open_storage
 from gateway.storage.historian import HistorianStorage
 from simulators.fleet import MeterFleet, MeterSpec
-from tests.integration.pathrun import polling
+from tests.integration.pathrun import alarm_states, polling, wait_for
 from tests.services import private_influxdb
 
 pytestmark = pytest.mark.services
@@ -119,41 +117,27 @@ async def test_a_dead_device_raises_a_retained_alarm_that_clears_on_recovery(
     ent = unique()
     loaded = write_site(tmp_path, site_yaml(fleet, ent, mqtt_broker.port,
                                             "  kind: historian\n  path: h.sqlite\n"))
-    states: list[AlarmState] = []
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    sub.on_message = lambda _c, _u, m: m.payload and states.append(  # not a clearing
-        decode_alarms(m.payload))
-    sub.connect(mqtt_broker.host, mqtt_broker.port)
-    sub.subscribe(f"daq/{ent}/gw-1/flaky/alarms", qos=1)
-    sub.loop_start()
     gw = GatewayService(loaded)
-    task = asyncio.create_task(gw.run())
-    try:
-        await wait_for(lambda: bool(states), 10, "no alarm state at start")
-        assert states[0].alarms == ()  # published once at start: clears stale alarms
-        fleet["flaky"].faults.silent = True
-        await wait_for(lambda: bool(states[-1].alarms), 10, "no alarm raised")
-        (alarm,) = states[-1].alarms
-        assert (alarm.kind, alarm.severity) == (AlarmKind.COMMUNICATION, "critical")
-        assert "timeout" in alarm.reason
-        assert [e.action for e in states[-1].events] == ["raised"]
-        fleet["flaky"].faults.silent = False
-        await wait_for(lambda: not states[-1].alarms, 10, "alarm not cleared")
-        assert [(e.action, e.alarm.since_ns) for e in states[-1].events] == [
-            ("cleared", alarm.since_ns)]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sub.loop_stop()
-        sub.disconnect()
-
-
-async def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)
+    with alarm_states(mqtt_broker.host, mqtt_broker.port,
+                      f"daq/{ent}/gw-1/flaky/alarms") as states:
+        task = asyncio.create_task(gw.run())
+        try:
+            await wait_for(lambda: bool(states), 10, "no alarm state at start")
+            assert states[0].alarms == ()  # published once at start: clears stale alarms
+            fleet["flaky"].faults.silent = True
+            await wait_for(lambda: bool(states[-1].alarms), 10, "no alarm raised")
+            (alarm,) = states[-1].alarms
+            assert (alarm.kind, alarm.severity) == (AlarmKind.COMMUNICATION, "critical")
+            assert "timeout" in alarm.reason
+            assert [e.action for e in states[-1].events] == ["raised"]
+            fleet["flaky"].faults.silent = False
+            await wait_for(lambda: not states[-1].alarms, 10, "alarm not cleared")
+            assert [(e.action, e.alarm.since_ns) for e in states[-1].events] == [
+                ("cleared", alarm.since_ns)]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def test_broker_outage_buffers_in_the_outbox_and_replays(

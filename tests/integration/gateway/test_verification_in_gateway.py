@@ -5,25 +5,19 @@ new verification record clears the tag and the alarm without restarting anything
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from calibration.records import RecordSet
 from calibration.registry import Registry
-from daq.alarms import AlarmKind, AlarmState, decode_alarms
+from daq.alarms import AlarmKind
 from daq.config import load_config
-from gateway.ingest import Ingest
-from gateway.service import GatewayService
-from gateway.storage import open_storage
 from simulators.fleet import MeterFleet, MeterSpec
+from tests.integration.pathrun import alarm_states, running, wait_for
 from tests.services import influx_query
 
 pytestmark = pytest.mark.services
@@ -46,13 +40,6 @@ def meter_records(today: dt.date) -> RecordSet:
     })
 
 
-async def wait_for(pred: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 async def test_overdue_meter_is_tagged_alarmed_and_cleared_without_restart(
         tmp_path: Path, mqtt_broker: Any, influx_db: Any) -> None:
     ent = f"t{uuid.uuid4().hex[:10]}"
@@ -60,13 +47,6 @@ async def test_overdue_meter_is_tagged_alarmed_and_cleared_without_restart(
     registry = tmp_path / "registry.sqlite"
     with Registry(registry) as reg:
         reg.import_records(meter_records(today), "tester", "the plant's meter register")
-    states: list[AlarmState] = []
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    sub.on_message = lambda _c, _u, m: m.payload and states.append(  # not a clearing
-        decode_alarms(m.payload))
-    sub.connect(mqtt_broker.host, mqtt_broker.port)
-    sub.subscribe(f"daq/{ent}/gw/incomer/alarms", qos=1)
-    sub.loop_start()
     async with MeterFleet([MeterSpec("sdm630", name="incomer")]) as fleet:
         site = tmp_path / "site.yaml"
         site.write_text(f"""
@@ -83,41 +63,28 @@ ingest: {{subscription: "daq/{ent}/#", spool: spool.sqlite, dead_letter: dead.sq
           batch_interval_ms: 50}}
 storage: {{kind: influxdb_v1, url: "{influx_db.url}", database: {influx_db.name}}}
 """)
-        loaded = load_config(site)
-        ingest = Ingest(loaded, open_storage(loaded))
-        ingest.start()
-        assert await asyncio.to_thread(ingest.wait_subscribed, 10)
-        gw = GatewayService(loaded)
-        task = asyncio.create_task(gw.run())
-        try:
-            (coord,) = gw.coordinators
-            await wait_for(lambda: coord.state.polls >= 5 and bool(states)
-                           and bool(states[-1].alarms), 15, "no overdue alarm")
-            (alarm,) = states[-1].alarms
-            assert alarm.kind == AlarmKind.VERIFICATION_OVERDUE
-            assert alarm.channel is None  # the meter itself, not one channel
-            assert alarm.details["state"] == "overdue"
-            assert "em-001" in alarm.reason
-            # the new verification is imported while the gateway runs
-            with Registry(registry) as reg:
-                reg.import_records(RecordSet.model_validate({"verifications": [{
-                    "instrument": "em-001", "date": today.isoformat(), "result": "pass",
-                    "authority": "city metrology institute", "record_number": "V-2",
-                    "next_due": (today + dt.timedelta(days=365)).isoformat()}]}),
-                    "tester", "verified again")
-            await wait_for(lambda: not states[-1].alarms, 10, "alarm not cleared")
-            assert [e.action for e in states[-1].events] == ["cleared"]
-            polls = coord.state.polls
-            await wait_for(lambda: coord.state.polls >= polls + 5, 10, "no polls after")
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            sub.loop_stop()
-            sub.disconnect()
-        await wait_for(lambda: ingest.stats.written_readings >= gw.acquired, 15,
-                       "not everything stored")
-        await asyncio.to_thread(ingest.stop)
+        with alarm_states(mqtt_broker.host, mqtt_broker.port,
+                          f"daq/{ent}/gw/incomer/alarms") as states:
+            async with running(load_config(site)) as (gw, _):
+                (coord,) = gw.coordinators
+                await wait_for(lambda: coord.state.polls >= 5 and bool(states)
+                               and bool(states[-1].alarms), 15, "no overdue alarm")
+                (alarm,) = states[-1].alarms
+                assert alarm.kind == AlarmKind.VERIFICATION_OVERDUE
+                assert alarm.channel is None  # the meter itself, not one channel
+                assert alarm.details["state"] == "overdue"
+                assert "em-001" in alarm.reason
+                # the new verification is imported while the gateway runs
+                with Registry(registry) as reg:
+                    reg.import_records(RecordSet.model_validate({"verifications": [{
+                        "instrument": "em-001", "date": today.isoformat(), "result": "pass",
+                        "authority": "city metrology institute", "record_number": "V-2",
+                        "next_due": (today + dt.timedelta(days=365)).isoformat()}]}),
+                        "tester", "verified again")
+                await wait_for(lambda: not states[-1].alarms, 10, "alarm not cleared")
+                assert [e.action for e in states[-1].events] == ["cleared"]
+                polls = coord.state.polls
+                await wait_for(lambda: coord.state.polls >= polls + 5, 10, "no polls after")
 
     def rows(q: str) -> list[dict[str, Any]]:
         doc = influx_query(influx_db.server, q, db=influx_db.name)
