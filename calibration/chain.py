@@ -77,8 +77,12 @@ def _u_max(cert: Certificate) -> float:
 
 
 def _span(cert: Certificate) -> tuple[float, float]:
-    values = [p.nominal for p in cert.points]
-    return min(values), max(values)
+    """The calibrated range: from the lowest to the highest point, each end widened by that
+    point's |error| + U — a calibrator calibrated at 10 V whose true output is 10.00001 V
+    was used *at its 10 V point*, not outside its range."""
+    lo = min(cert.points, key=lambda p: p.nominal)
+    hi = max(cert.points, key=lambda p: p.nominal)
+    return lo.nominal - abs(lo.error) - lo.U, hi.nominal + abs(hi.error) + hi.U
 
 
 def _link(records: Records, instrument: str, cert: Certificate | None, at: dt.date,
@@ -98,8 +102,10 @@ def _link(records: Records, instrument: str, cert: Certificate | None, at: dt.da
     if used_over is not None:
         lo, hi = _span(cert)
         if used_over[0] < lo or used_over[1] > hi:
+            nominal = sorted(p.nominal for p in cert.points)
             problems.append(f"used over {used_over[0]:g}…{used_over[1]:g}, calibrated over "
-                            f"{lo:g}…{hi:g} only")
+                            f"{nominal[0]:g}…{nominal[-1]:g} only (ends widened by their "
+                            f"error and U: {lo:g}…{hi:g})")
     refs: list[Link] = []
     if not cert.reference_certificates and inst is not None and inst.role != "national_standard":
         problems.append(f"the chain ends at {instrument!r} (role {inst.role}), not at a "

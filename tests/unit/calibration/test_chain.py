@@ -83,6 +83,22 @@ def test_reference_used_outside_its_calibrated_range(records: Records) -> None:
     assert "calibrated over" in p
 
 
+def test_a_reference_used_at_its_end_point_is_inside_its_range(records: Records) -> None:
+    ref = records.certificates[REF_CERT]
+    top = max(ref.points, key=lambda p: p.nominal)
+    cert = records.certificates[DMM_CERT]
+    points = [p.model_dump() for p in cert.points]
+    # the reference's true value at its top point: off the nominal by its error, within U
+    used = top.nominal + abs(top.error) + 0.5 * top.U
+    points[-1] = {**points[-1], "reference": used}
+    replace(records, DMM_CERT, points=points)
+    assert problems(resolve(records, DMM, dt.date(2024, 12, 1))) == []
+    points[-1] = {**points[-1], "reference": top.nominal + abs(top.error) + 2 * top.U}
+    replace(records, DMM_CERT, points=points)
+    (p,) = problems(resolve(records, DMM, dt.date(2024, 12, 1)))
+    assert p.startswith("used over")
+
+
 def test_a_cycle(records: Records) -> None:
     replace(records, NAT_CERT, reference_certificates=[DMM_CERT])
     found = problems(resolve(records, DMM, dt.date(2024, 12, 1)))
