@@ -271,15 +271,44 @@ def audit() -> None:
 
 @audit.command("verify")
 @registry_option
-def audit_verify(registry_path: str | None) -> None:
-    """Check the audit chain and the records against it; exit 1 on the first broken entry."""
+@click.option("--anchor", "anchors", multiple=True, metavar="SEQ:SHA256",
+              help="A head recorded earlier outside the registry (daq audit head): the entry "
+                   "SEQ must still have this hash. Repeatable.")
+def audit_verify(registry_path: str | None, anchors: tuple[str, ...]) -> None:
+    """Check the audit chain and the records against it; exit 1 on the first broken entry.
+
+    The hash chain shows any edit that was not followed by recomputing every later hash;
+    anchors (heads written down, printed on reports or kept on another machine) also catch
+    a log rewritten from the start."""
     with open_registry(registry_path) as reg:
         problems = reg.verify()
+        entries = {e.seq: e.entry_sha256 for e in reg.audit()}
+        for anchor in anchors:
+            seq, _, digest = anchor.partition(":")
+            if not seq.isdigit() or len(digest) != 64:
+                click.echo(f"--anchor {anchor!r}: expected SEQ:SHA256", err=True)
+                sys.exit(EXIT_CONFIG)
+            if entries.get(int(seq)) != digest.lower():
+                problems.append(f"anchor {anchor}: audit entry {seq} "
+                                + ("is missing" if int(seq) not in entries else
+                                   f"has hash {entries[int(seq)]}") + ": the log was rewritten")
         if problems:
             for p in problems:
                 click.echo(p, err=True)
             sys.exit(1)
-        click.echo(f"audit log intact: {len(reg.audit())} entries (head {reg.head()})")
+        click.echo(f"audit log intact: {len(entries)} entries (head {reg.head()})"
+                   + (f", {len(anchors)} anchors hold" if anchors else ""))
+
+
+@audit.command("head")
+@registry_option
+def audit_head(registry_path: str | None) -> None:
+    """Print the audit log's head as SEQ:SHA256, to record outside the registry (a lab
+    notebook, another machine) and check later with ``daq audit verify --anchor``."""
+    with open_registry(registry_path) as reg:
+        entries = reg.audit()
+        last = entries[-1] if entries else None
+        click.echo(f"{last.seq}:{last.entry_sha256}" if last else f"0:{reg.head()}")
 
 
 @main.command()

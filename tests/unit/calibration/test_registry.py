@@ -204,3 +204,25 @@ def test_cli_import_errors_are_located(tmp_path: Path) -> None:
     assert f"{bad}:3: instruments[0].colour: unknown field" in proc.stderr.splitlines()
     assert _daq("audit", "verify", "--registry", str(tmp_path / "none.sqlite"),
                 cwd=tmp_path).returncode == 2
+
+
+def test_an_anchor_catches_a_log_rewritten_from_the_start(tmp_path: Path) -> None:
+    assert _daq("cert", "import", str(EXAMPLE), "--why", "first", cwd=tmp_path).returncode == 0
+    db = tmp_path / "var" / "registry.sqlite"
+    head = _daq("audit", "head", "--registry", str(db), cwd=tmp_path).stdout.strip()
+    seq, digest = head.split(":")
+    assert seq == "7"
+    assert len(digest) == 64
+    ok = _daq("audit", "verify", "--registry", str(db), "--anchor", head, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "1 anchors hold" in ok.stdout
+    # mallory rebuilds the whole registry with a changed history: the chain itself verifies
+    db.unlink()
+    assert _daq("cert", "import", str(EXAMPLE), "--why", "innocent", cwd=tmp_path).returncode == 0
+    assert _daq("audit", "verify", "--registry", str(db), cwd=tmp_path).returncode == 0
+    caught = _daq("audit", "verify", "--registry", str(db), "--anchor", head, cwd=tmp_path)
+    assert caught.returncode == 1
+    assert caught.stderr.startswith(f"anchor {head}: audit entry 7 has hash ")
+    assert "the log was rewritten" in caught.stderr
+    bad = _daq("audit", "verify", "--registry", str(db), "--anchor", "7:abc", cwd=tmp_path)
+    assert bad.returncode == 2
