@@ -170,7 +170,7 @@ def _demo_registry(var: Path) -> Path:
     lab = chain(today, {"demo-dmm-01": calibrate(_demo_dmm(0.0, seed=7))},
                 instrument_extra={"demo-dmm-01": {"repeatability": 3e-6}})
 
-    def meter(id_: str, model: str, quantity_max: float) -> dict[str, object]:
+    def meter(id_: str, model: str, quantity_max: float, level: str) -> dict[str, object]:
         return {"id": id_, "maker": "demo", "model": model, "serial": f"SN-{id_}",
                 "quantity": "active_energy", "unit": "kWh",
                 "range": {"min": 0.0, "max": quantity_max}, "resolution": 0.01,
@@ -178,7 +178,7 @@ def _demo_registry(var: Path) -> Path:
                     "DAQ_DEMO_ENTERPRISE", "demo-steel"),
                 "location": "demo site", "role": "working", "mandatory_verification": True,
                 "verification": {"mode": "periodic", "period_months": 24},
-                "energy_type": "electricity", "measurement_level": "enterprise_boundary"}
+                "energy_type": "electricity", "measurement_level": level}
 
     def verified(inst: str, days_ago: int) -> dict[str, object]:
         on = today - dt.timedelta(days=days_ago)
@@ -188,9 +188,13 @@ def _demo_registry(var: Path) -> Path:
                 "next_due": (on + dt.timedelta(days=730)).isoformat()}
 
     meters = RecordSet.model_validate({
-        "instruments": [meter("em-grid-revenue", "DL/T 645-2007 meter", 1e6),
-                        meter("em-incomer", "SDM630", 1e6),
-                        meter("em-furnace-1", "DTSU666", 1e6)],
+        # GB 17167 levels: the utility's revenue meter is the enterprise boundary, the
+        # incomer a secondary unit, the furnace main energy-using equipment (the dashboard
+        # sums only boundary meters into the enterprise's consumption)
+        "instruments": [meter("em-grid-revenue", "DL/T 645-2007 meter", 1e6,
+                              "enterprise_boundary"),
+                        meter("em-incomer", "SDM630", 1e6, "secondary_unit"),
+                        meter("em-furnace-1", "DTSU666", 1e6, "main_equipment")],
         "verifications": [verified("em-grid-revenue", 800), verified("em-incomer", 200),
                           verified("em-furnace-1", 715)]})
     path = var / "registry.sqlite"

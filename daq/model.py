@@ -142,9 +142,10 @@ class DeviceMeta:
     model: str
     interval_ms: int
     channels: tuple[ChannelMeta, ...] = field(default_factory=tuple)
+    instrument: str | None = None  # the calibration registry's instrument the device is
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "enterprise": self.enterprise,
             "gateway": self.gateway,
             "device": self.device,
@@ -154,6 +155,9 @@ class DeviceMeta:
             "interval_ms": self.interval_ms,
             "channels": [c.as_dict() for c in self.channels],
         }
+        if self.instrument is not None:
+            d["instrument"] = self.instrument
+        return d
 
 
 def now_ns() -> int:

@@ -326,7 +326,10 @@ class CalibrationStage:
             details = {k: v for k, v in st.as_dict().items()
                        if k in ("instrument", "state", "due", "days_left", "last_record",
                                 "mode", "source")}
-            out.append(Alarm(kind, _day_ns(st.since, now_ns), f"{inst}: {st.reason}",
+            since = st.since
+            if st.state == "due_soon" and st.due is not None:  # since the window opened
+                since = st.due - dt.timedelta(days=self.window_days)
+            out.append(Alarm(kind, _day_ns(since, now_ns), f"{inst}: {st.reason}",
                              severity, channel, details))
         return out
 

@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo
 from daq.yamlsrc import Located, SourceError, SourceErrors
 
 __all__ = [
+    "BOUNDARY",
     "Coefficient",
     "EnergyRules",
     "Interval",
@@ -58,6 +59,7 @@ __all__ = [
     "Segment",
     "account",
     "boundaries",
+    "enterprise_totals",
     "parse_coefficients",
     "tce",
     "unwrap",
@@ -416,3 +418,49 @@ def parse_coefficients(loc: Located) -> dict[str, Coefficient]:
 def tce(amount: float, coefficient: Coefficient) -> float:
     """Tonnes of standard coal equivalent of ``amount`` (in the coefficient's unit)."""
     return amount * coefficient.kgce_per_unit / 1000.0
+
+
+BOUNDARY = "enterprise_boundary"
+
+
+def enterprise_totals(meters: Sequence[dict[str, Any]], n_intervals: int) -> dict[str, Any]:
+    """Sum meter series (``MeterSeries.as_dict()`` plus ``enterprise`` and, where the
+    registry knows it, ``measurement_level``) into per-enterprise totals.
+
+    An enterprise's consumption is what crosses its boundary (GB 17167's first level of
+    metering): when any of its meters is known to be at ``enterprise_boundary``, only those
+    are summed — the sub-meters behind them would count the same energy twice. Without any
+    level known every meter is summed, and ``basis`` says so. Each meter dict gets
+    ``in_total``; each enterprise ``basis``, its meter counts, interval sums (``None`` for an
+    interval no summed meter measured), per-interval missing counts and completeness.
+    """
+    by_ent: dict[str, list[dict[str, Any]]] = {}
+    for m in meters:
+        by_ent.setdefault(str(m["enterprise"]), []).append(m)
+    out: dict[str, Any] = {}
+    for ent, ms in by_ent.items():
+        boundary = [m for m in ms if m.get("measurement_level") == BOUNDARY]
+        summed = boundary or ms
+        for m in ms:
+            m["in_total"] = any(m is x for x in summed)
+        intervals: list[float | None] = [None] * n_intervals
+        missing = [0] * n_intervals
+        for m in summed:
+            for i, iv in enumerate(m["intervals"][:n_intervals]):
+                if iv["kwh"] is None:
+                    missing[i] += 1
+                else:
+                    intervals[i] = (intervals[i] or 0.0) + iv["kwh"]
+        expected = sum(m["expected"] for m in summed)
+        received = sum(m["received"] for m in summed)
+        out[ent] = {
+            "basis": ("enterprise boundary meters" if boundary else
+                      "all meters (no measurement levels known: sub-meters count twice)"),
+            "meters": len(summed), "meters_all": len(ms),
+            "allocated_kwh": sum(m["allocated_kwh"] for m in summed),
+            "register_kwh": sum(m["register_kwh"] or 0.0 for m in summed),
+            "expected": expected, "received": received,
+            "completeness": received / expected if expected else 0.0,
+            "intervals": intervals, "missing_intervals": missing,
+        }
+    return out

@@ -121,6 +121,7 @@ class DeviceCoordinator:
             interval_ms=self.config.interval_ms,
             channels=tuple(dataclasses.replace(ch.meta(), instrument=instruments.get(ch.id))
                            for ch in self.profile.channels),
+            instrument=self.config.instrument,
         )
 
     def _stuck(self, results: list[ChannelResult]) -> bool:

@@ -42,6 +42,7 @@ from gateway.energy import (
     EnergyRules,
     account,
     boundaries,
+    enterprise_totals,
     parse_coefficients,
     tce,
 )
@@ -372,12 +373,28 @@ class Dashboard:
 
     async def _energy(self, start: int, end: int, step_s: int) -> dict[str, Any]:
         meters = [(Where(d.enterprise, d.gateway, d.device, desc["id"],
-                         str(desc.get("quantity", "active_energy"))), str(desc.get("unit")))
+                         str(desc.get("quantity", "active_energy"))), str(desc.get("unit")),
+                   (d.meta or {}).get("instrument"))
                   for d, desc in self.state.energy_meters(self.options.energy_channel)]
         return await asyncio.to_thread(self._energy_report, meters, start, end, step_s)
 
-    def _energy_report(self, meters: list[tuple[Where, str]], start: int, end: int,
-                       step_s: int) -> dict[str, Any]:
+    def _measurement_levels(self) -> dict[str, str]:
+        """Instrument id → GB 17167 measurement level, from the registry (if configured)."""
+        from calibration.records import Instrument
+        from calibration.registry import Registry, RegistryError
+
+        if self.options.registry is None:
+            return {}
+        try:
+            with Registry(self.options.registry, create=False) as reg:
+                return {i.id: i.measurement_level for i in reg.list("instrument")
+                        if isinstance(i, Instrument) and i.measurement_level is not None}
+        except (RegistryError, OSError, ValueError) as exc:
+            log.warning("dashboard: measurement levels unavailable: %s", exc)
+            return {}
+
+    def _energy_report(self, meters: list[tuple[Where, str, str | None]], start: int,
+                       end: int, step_s: int) -> dict[str, Any]:
         now = time.time_ns()
         edges = [e for e in boundaries(start, end, step_s, self.options.tz)
                  if start <= e <= min(end, now)]
@@ -388,7 +405,8 @@ class Dashboard:
                                "tz": self.options.tz, "edges": edges,
                                "coefficient": el.as_dict(), "meters": [],
                                "enterprises": {}, "error": None}
-        for w, unit in sorted(meters, key=lambda m: (m[0].enterprise, m[0].device)):
+        levels = self._measurement_levels()
+        for w, unit, instrument in sorted(meters, key=lambda m: (m[0].enterprise, m[0].device)):
             factor = {"kWh": 1.0, "Wh": 1e-3, "MWh": 1e3}.get(unit)
             if factor is None:
                 continue  # not an electrical energy register in a unit we know
@@ -414,24 +432,12 @@ class Dashboard:
                            "device_key": device_key(w.enterprise, w.gateway, w.device),
                            "allocated_tce": tce(series["allocated_kwh"], el),
                            "register_tce": (None if series["register_kwh"] is None
-                                            else tce(series["register_kwh"], el))})
+                                            else tce(series["register_kwh"], el)),
+                           "instrument": instrument,
+                           "measurement_level": levels.get(instrument or "")})
             out["meters"].append(series)
-            ent = out["enterprises"].setdefault(w.enterprise, {
-                "meters": 0, "allocated_kwh": 0.0, "register_kwh": 0.0, "expected": 0,
-                "received": 0, "intervals": [None] * max(0, len(edges) - 1),
-                "missing_intervals": [0] * max(0, len(edges) - 1)})
-            ent["meters"] += 1
-            ent["allocated_kwh"] += series["allocated_kwh"]
-            ent["register_kwh"] += series["register_kwh"] or 0.0
-            ent["expected"] += series["expected"]
-            ent["received"] += series["received"]
-            for i, iv in enumerate(series["intervals"]):
-                if iv["kwh"] is None:
-                    ent["missing_intervals"][i] += 1
-                else:
-                    ent["intervals"][i] = (ent["intervals"][i] or 0.0) + iv["kwh"]
+        out["enterprises"] = enterprise_totals(out["meters"], max(0, len(edges) - 1))
         for ent in out["enterprises"].values():
-            ent["completeness"] = ent["received"] / ent["expected"] if ent["expected"] else 0.0
             ent["allocated_tce"] = tce(ent["allocated_kwh"], el)
             ent["register_tce"] = tce(ent["register_kwh"], el)
         return out

@@ -373,10 +373,12 @@ function drawEnergy(doc) {
   const entCards = ents.map(([ent, e]) => `<section class="card" data-energy-enterprise="${esc(ent)}"><h3>${esc(ent)}</h3><dl class="kv">
       <dt>register total</dt><dd><b data-kwh="${e.register_kwh}">${fmtKwh(e.register_kwh)}</b> kWh · ${fmtTce(e.register_tce)} tce</dd>
       <dt>in intervals</dt><dd>${fmtKwh(e.allocated_kwh)} kWh · ${fmtTce(e.allocated_tce)} tce</dd>
-      <dt>completeness</dt><dd>${pct(e.completeness)} of ${e.expected} meter-intervals (${e.meters} meters)</dd></dl>
+      <dt>completeness</dt><dd>${pct(e.completeness)} of ${e.expected} meter-intervals (${e.meters} meters)</dd>
+      <dt>summed</dt><dd data-basis="${esc(e.basis)}">${esc(e.basis)} (${e.meters} of ${e.meters_all})</dd></dl>
       ${bars(e.intervals.map((k, i) => ({ kwh: k, start: doc.edges[i], status: k == null ? "missing" : e.missing_intervals[i] ? "interpolated" : "measured" })))}</section>`).join("");
   const meters = doc.meters.map((m) => `<section class="card" data-meter="${esc(m.key)}">
       <h3><a href="#/e/${enc(m.enterprise)}/g/${enc(m.gateway)}/d/${enc(m.device)}">${esc(m.enterprise)} / ${esc(m.device)}</a> <span class="muted">${esc(m.channel)}</span></h3>
+      <p class="muted" data-in-total="${m.in_total}">${m.measurement_level ? esc(m.measurement_level.replaceAll("_", " ")) + " · " : ""}${m.in_total ? "in the enterprise total" : "not in the enterprise total (behind a boundary meter)"}</p>
       <dl class="kv"><dt>register total</dt><dd><b data-register-kwh="${m.register_kwh ?? ""}">${fmtKwh(m.register_kwh)}</b> kWh · ${fmtTce(m.register_tce)} tce
         ${m.first ? `<span class="muted">(${fmtTime(m.first)} – ${fmtTime(m.last)})</span>` : ""}</dd>
       <dt>completeness</dt><dd data-completeness="${m.completeness}">${pct(m.completeness)} (${m.received} of ${m.expected} intervals; ${m.interpolated} interpolated, ${m.missing} missing)</dd>

@@ -192,3 +192,6 @@ def test_verification_states_flag_readings_and_raise_alarms(tmp_path: Path) -> N
     (a_s,) = st.alarms("s", 7)
     assert (a_s.kind, a_s.severity) == (AlarmKind.VERIFICATION_DUE_SOON, "info")
     assert a_s.details["days_left"] == 10
+    window_opened = TODAY + dt.timedelta(days=10 - 30)
+    assert a_s.since_ns == int(dt.datetime(window_opened.year, window_opened.month,
+                                           window_opened.day, tzinfo=dt.UTC).timestamp()) * 10**9

@@ -185,3 +185,30 @@ def test_nan_samples_are_ignored_and_bad_edges_refused() -> None:
     assert series.intervals[0].kwh == pytest.approx(1.0)
     with pytest.raises(ValueError):
         account(samples, [T0])
+
+
+def _series(ent: str, kwh: list[float | None], level: str | None = None) -> dict[str, object]:
+    return {"enterprise": ent, "measurement_level": level,
+            "intervals": [{"kwh": k} for k in kwh], "expected": len(kwh),
+            "received": sum(k is not None for k in kwh),
+            "allocated_kwh": sum(k or 0.0 for k in kwh), "register_kwh": sum(k or 0.0 for k in kwh)}
+
+
+def test_enterprise_totals_sum_boundary_meters_only_when_known() -> None:
+    from gateway.energy import enterprise_totals
+
+    incomer = _series("steel", [10.0, 12.0], "enterprise_boundary")
+    furnace = _series("steel", [6.0, None], "main_equipment")  # behind the incomer
+    other_a = _series("paper", [1.0, 2.0])
+    other_b = _series("paper", [3.0, None])
+    totals = enterprise_totals([incomer, furnace, other_a, other_b], 2)
+    steel, paper = totals["steel"], totals["paper"]
+    assert steel["intervals"] == [10.0, 12.0]  # not 16 and 12: the furnace is inside
+    assert (steel["meters"], steel["meters_all"], steel["allocated_kwh"]) == (1, 2, 22.0)
+    assert steel["completeness"] == 1.0
+    assert steel["basis"] == "enterprise boundary meters"
+    assert (incomer["in_total"], furnace["in_total"]) == (True, False)
+    assert paper["intervals"] == [4.0, 2.0]
+    assert paper["missing_intervals"] == [0, 1]
+    assert paper["completeness"] == 0.75
+    assert paper["basis"].startswith("all meters")
