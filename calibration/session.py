@@ -8,8 +8,9 @@ From the raw readings of the DUT and the reference at each setpoint to
   U = k·u_c, the DUT's error e = indicated − reference, and the conformity decision
   (``calibration.decision``) with its TUR;
 * over the session: the DUT's correction model (``linear`` → ``GainOffset``, ``polynomial``
-  → ``Polynomial``, both weighted least squares with the points' u_c, or ``cvd``: R0, A, B
-  of the DUT's PRT plus a quadratic correction in °C) with its covariance;
+  → ``Polynomial``, both weighted least squares with the points' u_c, or ``cvd``: the R0,
+  A, B of the DUT's PRT fitted to its resistance, and as the certificate's correction a
+  ``CallendarVanDusen`` model of the readout's temperatures) with its covariance;
 * the ``Certificate`` record, traceable through the reference's certificate.
 
 The model of the measurement, per point: e = x_DUT − x_ref, x_ref = the reference's reading
@@ -29,6 +30,7 @@ import numpy as np
 
 from calibration.decision import Decision, Rule, Zone, decide
 from calibration.models import (
+    CallendarVanDusen,
     CorrectionModel,
     GainOffset,
     ModelError,
@@ -341,6 +343,14 @@ def evaluate_session(proc: Procedure, points: Sequence[PointResult],
         slope = proc.dut.cvd.r0 * proc.dut.cvd.a
         cvd = fit_cvd([p.reference for p in ordered], raw_dut_means,
                       [p.u_c * slope for p in ordered])
+        # the certificate's correction: the readout's temperatures (computed with the
+        # nominal coefficients) corrected by the fitted ones; quadratic form, so t ≥ 0 °C
+        assert isinstance(model, Polynomial)
+        nominal = proc.dut.cvd
+        model = CallendarVanDusen(
+            cvd.r0, cvd.a, cvd.b, 0.0, cvd.covariance,
+            (nominal.r0, nominal.a, nominal.b, nominal.c), math.inf,
+            max(model.x_min, 0.0), model.x_max)
     return SessionResult(ordered, model, cvd)
 
 

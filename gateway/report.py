@@ -256,7 +256,9 @@ def render_report(r: ReportInputs) -> str:
         c = res.cvd
         w(f"<p>Callendar–Van Dusen fit of the DUT: R0 = {c.r0:.6f} Ω, A = {c.a:.6e} /°C, "
           f"B = {c.b:.6e} /°C² (covariance of R0, A, B: "
-          f"{_e(json.dumps(c.as_dict()['covariance']))}).</p>")
+          f"{_e(json.dumps(c.as_dict()['covariance']))}). The certificate's correction "
+          "turns a temperature computed with the nominal coefficients into the one these "
+          "coefficients give (model <code>cvd</code>).</p>")
     w("</section>")
 
     w("<section id='plot'><h2>9. Error against nominal</h2>")

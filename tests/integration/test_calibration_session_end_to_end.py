@@ -477,6 +477,12 @@ async def test_prompted_prt_session_with_cvd_fit(tmp_path: Path) -> None:
     for p in cert.points:
         # +0.04 Ω at dR/dt ≈ 0.39 Ω/°C … 0.37 Ω/°C
         assert 0.09 < p.error < 0.12
+    # the certificate's correction is the DUT's own CVD: it brings the readout's
+    # temperatures (computed with IEC 60751's coefficients) onto the reference
+    assert cert.model["kind"] == "cvd"
+    model = model_from_dict(cert.model)
+    for p in cert.points:
+        assert abs(float(model.apply(p.indicated)) - p.reference) <= p.U
     report = (tmp_path / "p.html").read_text(encoding="utf-8")
     assert "Callendar–Van Dusen fit of the DUT: R0 = 100.04" in report
     assert "guarded acceptance" in report
