@@ -100,16 +100,27 @@ def _now() -> str:
 
 
 class Registry:
-    """A registry in one SQLite file. ``create=False`` refuses a file that does not exist."""
+    """A registry in one SQLite file. ``create=False`` refuses a file that does not exist;
+    ``read_only=True`` opens an existing file for reading only (what a gateway needs: it may
+    then run as a user that cannot write the registry, and cannot change it by mistake)."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         if not self.path.exists():
-            if not create:
+            if not create or read_only:
                 raise RegistryError(f"no registry at {self.path}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None)
-        self._conn.executescript(_SCHEMA)
+        if read_only:
+            try:
+                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro",
+                                             uri=True, isolation_level=None)
+                self._conn.execute("SELECT 1 FROM audit LIMIT 1")
+            except sqlite3.Error as exc:
+                raise RegistryError(f"{self.path}: not a readable registry ({exc})") from exc
+        else:
+            self._conn = sqlite3.connect(self.path, isolation_level=None)
+            self._conn.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._conn.close()

@@ -132,7 +132,7 @@ class CalibrationStage:
     def _open(self) -> Registry | None:
         if self._registry is None:
             try:
-                self._registry = Registry(self.registry_path, create=False)
+                self._registry = Registry(self.registry_path, create=False, read_only=True)
             except RegistryError as exc:
                 self._set_unusable(str(exc))
         return self._registry

@@ -386,7 +386,7 @@ class Dashboard:
         if self.options.registry is None:
             return {}
         try:
-            with Registry(self.options.registry, create=False) as reg:
+            with Registry(self.options.registry, create=False, read_only=True) as reg:
                 return {i.id: i.measurement_level for i in reg.list("instrument")
                         if isinstance(i, Instrument) and i.measurement_level is not None}
         except (RegistryError, OSError, ValueError) as exc:
@@ -456,7 +456,7 @@ class Dashboard:
             raise web.HTTPNotFound(text="no calibration registry configured "
                                         "(daq dashboard --registry FILE or DAQ_REGISTRY)")
         try:
-            with Registry(self.options.registry, create=False) as reg:
+            with Registry(self.options.registry, create=False, read_only=True) as reg:
                 cert = reg.get("certificate", cert_id)
                 instruments = [r for r in reg.list("instrument") if isinstance(r, Instrument)]
                 certs = [r for r in reg.list("certificate") if isinstance(r, Certificate)]

@@ -226,3 +226,22 @@ def test_an_anchor_catches_a_log_rewritten_from_the_start(tmp_path: Path) -> Non
     assert "the log was rewritten" in caught.stderr
     bad = _daq("audit", "verify", "--registry", str(db), "--anchor", "7:abc", cwd=tmp_path)
     assert bad.returncode == 2
+
+
+def test_read_only_registry_reads_and_refuses_writes(reg: Registry, tmp_path: Path) -> None:
+    ro = Registry(reg.path, read_only=True)
+    try:
+        assert ro.head() == reg.head()
+        assert ro.verify() == []
+        cert = ro.get("certificate", "LAB-2024-0815")
+        assert cert is not None
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            ro.put(cert.model_copy(update={"conformity": "changed"}), "x", "y")
+    finally:
+        ro.close()
+    assert reg.verify() == []
+    with pytest.raises(RegistryError):
+        Registry(tmp_path / "absent.sqlite", read_only=True)
+    (tmp_path / "empty.sqlite").write_bytes(b"")
+    with pytest.raises(RegistryError, match="not a readable registry"):
+        Registry(tmp_path / "empty.sqlite", read_only=True)
