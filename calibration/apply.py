@@ -17,7 +17,8 @@ Uncertainty of a corrected reading (GUM, uncorrelated contributions, unit sensit
   degrees of freedom: the model's (n − p for a least-squares fit), ∞ for interpolated U/k;
 * ``u_res``: the instrument's resolution step, rectangular of half-width step/2;
 * ``u_rep``: the instrument's short-term repeatability (a standard deviation of one
-  reading), when its record gives one, with its degrees of freedom;
+  reading), from its record, or else the one its certificate observed (a calibration
+  session records the DUT's pooled standard deviation), with its degrees of freedom;
 * ``u_drift``: the instrument's drift allowance (rate per year, rectangular of half-width
   rate × years since the calibration date), when its record gives one.
 
@@ -133,10 +134,12 @@ class ChannelCalibration:
             pts = sorted(self.certificate.points, key=lambda p: p.indicated)
             u_cal = np.interp(x, [p.indicated for p in pts], [p.U / p.k for p in pts])
             dof_cal = math.inf
-        inst = self.instrument
+        inst, cert = self.instrument, self.certificate
         u_res = float(resolution_u(inst.resolution))
-        u_rep = inst.repeatability or 0.0
-        dof_rep = inst.repeatability_dof if inst.repeatability_dof is not None else math.inf
+        # repeatability: the instrument record's, else what its calibration observed
+        src: Instrument | Certificate = inst if inst.repeatability is not None else cert
+        u_rep = src.repeatability or 0.0
+        dof_rep = src.repeatability_dof if src.repeatability_dof is not None else math.inf
         rate = inst.drift_per_year or 0.0
         u_drift = np.abs(rate * np.maximum(days, 0.0) / DAYS_PER_YEAR) / math.sqrt(3.0)
         u2 = u_cal**2 + u_res**2 + u_rep**2 + u_drift**2

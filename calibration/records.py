@@ -177,6 +177,11 @@ class Certificate(_Record):
     model: dict[str, Any]
     conformity: str
     environment: dict[str, str | int | float] = Field(default_factory=dict)
+    # the scatter of the instrument's single indications seen during the calibration
+    # (pooled standard deviation over the points, and its degrees of freedom): what the
+    # gateway uses for a single reading's repeatability when the instrument record has none
+    repeatability: float | None = Field(default=None, ge=0)
+    repeatability_dof: float | None = Field(default=None, gt=0)
 
     @field_validator("model")
     @classmethod

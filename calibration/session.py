@@ -383,10 +383,14 @@ def build_certificate(
     environment: dict[str, str | int | float] | None = None,
 ) -> Certificate:
     """The DUT's new certificate: points (nominal, reference, indicated, error, U, k), the
-    fitted model, the conformity statement, traceable through the reference's certificate."""
+    fitted model, the conformity statement, traceable through the reference's certificate,
+    and the DUT's repeatability (its readings' standard deviation pooled over the points)."""
     env: dict[str, str | int | float] = {**proc.environment, **(environment or {})}
     env["procedure"] = proc.id
     env["decision_rule"] = str(proc.acceptance.rule)
+    repeated = [p for p in result.points if p.n >= 2]
+    dof = sum(p.n - 1 for p in repeated)
+    pooled = math.sqrt(sum((p.n - 1) * p.dut_std**2 for p in repeated) / dof) if dof else None
     return Certificate(
         id=certificate_id,
         instrument=dut_id,
@@ -400,6 +404,8 @@ def build_certificate(
         model=result.model.to_dict(),
         conformity=conformity_statement(proc, result),
         environment=env,
+        repeatability=pooled,
+        repeatability_dof=float(dof) if dof else None,
     )
 
 

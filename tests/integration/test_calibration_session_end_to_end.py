@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from calibration.chain import Records, resolve
 from calibration.decision import Zone
@@ -122,8 +123,7 @@ def records(today: dt.date) -> RecordSet:
         conformity="n/a")
     return RecordSet(instruments=[inst("ns-t", "national_standard", 1e-9),
                                   inst("cal-t", "reference", 1e-7),
-                                  # its noise, for the uncertainty of single readings
-                                  inst("dmm-t", "working", 1e-7, repeatability=DMM_NOISE)],
+                                  inst("dmm-t", "working", 1e-7)],
                      certificates=[ns, cal])
 
 
@@ -300,6 +300,10 @@ async def test_full_session_against_simulators(tmp_path: Path) -> None:
         if abs(nominal) >= 5:
             assert abs(uncorrected - truth) > 10 * by_nominal[nominal].U
 
+    # the DUT's scatter, pooled over the points, is on the certificate: the gateway's U of a
+    # single reading includes it (the instrument record states none)
+    assert cert.repeatability == pytest.approx(DMM_NOISE, rel=0.35)
+    assert cert.repeatability_dof == len(NOMINALS) * 7  # 8 readings per point
     truth = true_output(GATEWAY_SETTING)
     assert len(in_gateway) >= 20
     assert all(r.cert == "CAL-DMM-T-1" and r.quality == "good" for r in in_gateway)

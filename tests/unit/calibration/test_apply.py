@@ -106,3 +106,17 @@ def test_expired_and_broken_chains_are_reported() -> None:
     assert not early.usable
     with pytest.raises(ModelError):
         early.correct(1.0)
+
+
+def test_repeatability_comes_from_the_certificate_when_the_record_has_none() -> None:
+    recs = records_with({})
+    cert = next(c for c in recs.certificates.values() if c.instrument == "dmm")
+    recs.certificates[cert.id] = cert.model_copy(update={"repeatability": 3e-5,
+                                                         "repeatability_dof": 9.0})
+    with_cert = calibration_of(recs, "dmm", TODAY).correct(2.0)
+    recs_inst = records_with({"repeatability": 3e-5, "repeatability_dof": 9})
+    with_record = calibration_of(recs_inst, "dmm", TODAY).correct(2.0)
+    assert float(with_cert.u) == pytest.approx(float(with_record.u), rel=1e-12)
+    assert float(with_cert.k) == pytest.approx(float(with_record.k), rel=1e-12)
+    bare = calibration_of(records_with({}), "dmm", TODAY).correct(2.0)
+    assert float(bare.u) < float(with_cert.u)
