@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hmac
 import html
 import logging
 import time
@@ -329,9 +330,13 @@ class Dashboard:
             "recent": [a for a in recent if keep(a)]}), content_type="application/json")
 
     async def _api_ack(self, request: web.Request) -> web.Response:
-        if self.options.token is not None \
-                and request.headers.get("X-Daq-Token") != self.options.token:
+        if self.options.token is not None and not hmac.compare_digest(
+                request.headers.get("X-Daq-Token", "").encode(), self.options.token.encode()):
             raise web.HTTPForbidden(text="acknowledging needs the dashboard token")
+        if request.content_type != "application/json":
+            # a page of another site can POST a form or text/plain without asking; a JSON
+            # body needs a CORS preflight, which this server never grants
+            raise web.HTTPUnsupportedMediaType(text="send the acknowledgement as JSON")
         try:
             body = await request.json(loads=orjson.loads)
             dev_key, key, since = parse_alarm_id(str(body["id"]))

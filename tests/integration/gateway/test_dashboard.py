@@ -286,8 +286,15 @@ def test_an_alarm_can_be_acknowledged_and_who_and_when_are_recorded(plant: Plant
         # without a name, nothing is acknowledged: the API refuses
         alarm_id = f"{plant.enterprise}/gw-1/furnace-1|drift:power_total|{since}"
         resp = page.request.post(f"{plant.url}api/alarms/ack",
-                                 data=orjson.dumps({"id": alarm_id, "who": " "}).decode())
+                                 data=orjson.dumps({"id": alarm_id, "who": " "}).decode(),
+                                 headers={"Content-Type": "application/json"})
         assert resp.status == 400
+        # a form or text/plain POST (what another site's page can send without a CORS
+        # preflight) is refused whatever it says
+        resp = page.request.post(f"{plant.url}api/alarms/ack", headers={
+            "Content-Type": "text/plain"}, data=orjson.dumps(
+                {"id": alarm_id, "who": "Mallory"}).decode())
+        assert resp.status == 415
     finally:
         plant.publish(alarms_topic(plant.enterprise, "gw-1", "furnace-1"), b"", retain=True)
 
