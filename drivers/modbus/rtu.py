@@ -25,7 +25,10 @@ Behaviour
   ``retries_on_busy`` times, ``busy_delay_s`` apart.
 * A frame from another unit or for another function during a transaction (a late reply to a
   request that timed out, cross-talk) is not taken: the transaction waits on for its own
-  reply, so a slow neighbour cannot break the next unit's read. If only such frames come,
+  reply, so a slow neighbour cannot break the next unit's read. A late reply from the *same*
+  unit and function would look like the answer (RTU has no transaction id), so after a
+  timeout the unit's next request waits until that late reply has come and been dropped,
+  or one more timeout has passed. If only such frames come,
   the timeout becomes a :class:`DeviceProtocolError` naming who answered. A reply with the
   wrong number of registers → :class:`DeviceProtocolError`.
 * The port cannot be opened, or vanishes (EOF/EIO) → :class:`DeviceConnectionError`; the
@@ -120,6 +123,9 @@ class RtuReader:
         self._rx_bytes = 0  # bytes received during the current transaction
         self._lost: BaseException | None = None
         self._quiet_until = 0.0  # loop time before which the line must stay silent
+        # unit -> (loop time until which a late reply to its timed-out request may still
+        # come, set when it has come)
+        self._late: dict[int, tuple[float, asyncio.Event]] = {}
         # statistics
         self.transactions = 0
         self.stray_frames = 0
@@ -199,6 +205,9 @@ class RtuReader:
                         # a late reply to an earlier request, another master, cross-talk:
                         # not ours; the transaction keeps waiting for its own reply
                         self.stray_frames += 1
+                        if isinstance(frame, ReadResponse | ExceptionResponse) \
+                                and (late := self._late.pop(frame.unit, None)) is not None:
+                            late[1].set()  # the late reply has come
                         if waiter is not None:
                             self._foreign.append(frame)
             exc: BaseException = _LinkLost("end of stream (port closed or vanished)")
@@ -246,6 +255,7 @@ class RtuReader:
         writer = self._writer
         assert writer is not None
         loop = asyncio.get_running_loop()
+        await self._late_reply_guard(request.unit)
         wait = self._quiet_until - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -268,6 +278,9 @@ class RtuReader:
         except TimeoutError as exc:
             received = self._rx_bytes
             self._decoder = RtuDecoder(role="client")
+            # its reply may still come: hold the unit's next request until it has, or
+            # until one more timeout has passed (a later reply counts as lost)
+            self._late[request.unit] = (loop.time() + self.timeout_s, asyncio.Event())
             what = f"FC{request.function} 0x{request.address:04X}+{request.count}"
             if self._foreign:
                 seen = ", ".join(sorted({f"unit {f.unit} FC{f.function}"
@@ -293,6 +306,21 @@ class RtuReader:
             self._expect = None
         self.transactions += 1
         return self._check(request, reply, where)
+
+    async def _late_reply_guard(self, unit: int) -> None:
+        """Before a request to ``unit``: if its previous request timed out less than a
+        timeout ago, wait until that late reply has arrived (and was dropped) or the window
+        has passed. RTU replies carry no transaction id, so a late reply arriving while the
+        next request to the same unit and function waits would be taken for its answer —
+        other registers' values, silently."""
+        late = self._late.get(unit)
+        if late is None:
+            return
+        until, arrived = late
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(until):
+                await arrived.wait()
+        self._late.pop(unit, None)
 
     def _matches(self, frame: Frame) -> bool:
         expect = self._expect

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 import time
 import tty
 from collections.abc import AsyncIterator
@@ -179,6 +180,22 @@ async def test_late_reply_is_dropped_not_taken_for_the_next(
     await asyncio.sleep(TIMEOUT_S)  # the late reply arrives between transactions
     assert_truth(await device(reader, 1, SDM630).poll(), bus.meters[1])
     assert reader.stray_frames == 1
+
+
+async def test_a_late_reply_is_not_taken_for_the_next_request_to_the_same_unit(
+    bus: RtuBusSimulator, reader: RtuReader
+) -> None:
+    # RTU replies carry no transaction id: a reply to A that comes after A timed out, while
+    # B (same unit, same function, same size, other registers) waits, looks like B's reply
+    bus.meters[2].faults.delay_s = TIMEOUT_S * 1.3
+    with pytest.raises(DeviceTimeout):
+        await reader.read_registers(2, 3, 0x2006, 2)  # A: phase A voltage, raw 0.1 V
+    bus.meters[2].faults.delay_s = 0
+    b = await reader.read_registers(2, 3, 0x101E, 2)  # B at once: import energy, kWh
+    energy = struct.unpack(">f", struct.pack(">HH", *b))[0]
+    assert energy == pytest.approx(bus.meters[2].truth("energy_import", time.time_ns()),
+                                   rel=1e-3)  # not A's ~2300 (0.1 V)
+    assert reader.stray_frames == 1  # A's late reply, recognised and dropped
 
 
 async def test_corrupted_crc_is_a_protocol_error_then_recovers(
