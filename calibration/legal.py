@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration.records import EnergyType, Instrument, MeasurementLevel
-from daq.yamlsrc import SourceErrors, load_yaml, validation_errors
+from daq.yamlsrc import load_yaml, validated
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_PERIODS = CONFIG_DIR / "verification-periods.yaml"
@@ -169,17 +169,9 @@ def class_number(name: str) -> tuple[float, int]:
 
 def load_periods(file: str | Path = DEFAULT_PERIODS) -> VerificationPeriods:
     """Load ``verification-periods.yaml``; :class:`SourceErrors` (FILE:LINE) on problems."""
-    loc = load_yaml(file, env={})
-    try:
-        return VerificationPeriods.model_validate(loc.data)
-    except ValidationError as exc:
-        raise SourceErrors(validation_errors(exc, loc)) from exc
+    return validated(VerificationPeriods, load_yaml(file, env={}))
 
 
 def load_classes(file: str | Path = DEFAULT_CLASSES) -> Gb17167Classes:
     """Load ``gb17167-classes.yaml``; :class:`SourceErrors` (FILE:LINE) on problems."""
-    loc = load_yaml(file, env={})
-    try:
-        return Gb17167Classes.model_validate(loc.data)
-    except ValidationError as exc:
-        raise SourceErrors(validation_errors(exc, loc)) from exc
+    return validated(Gb17167Classes, load_yaml(file, env={}))

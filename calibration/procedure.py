@@ -13,11 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration.decision import Rule
 from calibration.uncertainty import Distribution
-from daq.yamlsrc import Located, Path_, SourceErrors, load_yaml, load_yaml_text, validation_errors
+from daq.yamlsrc import (
+    Located,
+    Path_,
+    SourceErrors,
+    load_yaml,
+    load_yaml_text,
+    validated,
+)
 
 __all__ = [
     "Acceptance",
@@ -273,10 +280,7 @@ def problems(proc: Procedure) -> list[tuple[Path_, str]]:
 def procedure_from_located(loc: Located) -> Procedure:
     if not isinstance(loc.data, dict):
         raise SourceErrors([loc.error((), "expected a mapping (a calibration procedure)")])
-    try:
-        proc = Procedure.model_validate(loc.data)
-    except ValidationError as exc:
-        raise SourceErrors(validation_errors(exc, loc)) from exc
+    proc = validated(Procedure, loc)
     found = problems(proc)
     if found:
         raise SourceErrors(sorted((loc.error(p, m) for p, m in found), key=lambda e: e.line))

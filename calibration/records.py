@@ -17,10 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from calibration.models import ModelError, model_from_dict
-from daq.yamlsrc import Located, Path_, SourceError, SourceErrors, load_yaml, validation_errors
+from daq.yamlsrc import (
+    Located,
+    Path_,
+    SourceError,
+    SourceErrors,
+    load_yaml,
+    validated,
+)
 
 Kind = Literal["instrument", "certificate", "verification"]
 EnergyType = Literal["electricity", "water", "natural_gas", "steam", "heat", "coal", "oil",
@@ -353,10 +360,7 @@ def records_from_located(loc: Located, known: Lookup | None = None) -> RecordSet
     if not isinstance(loc.data, dict):
         raise SourceErrors([loc.error((), "expected a mapping with instruments, certificates "
                                           "and verifications lists")])
-    try:
-        records = RecordSet.model_validate(loc.data)
-    except ValidationError as exc:
-        raise SourceErrors(validation_errors(exc, loc)) from exc
+    records = validated(RecordSet, loc)
     problems = cross_check(records, known)
     if problems:
         errors: list[SourceError] = [loc.error(p, m) for p, m in problems]

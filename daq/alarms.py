@@ -184,8 +184,9 @@ class AlarmBook:
         for alarm in want:
             self.raise_(alarm)
         keep = {a.key for a in want}
-        for kind in kinds:
-            self.clear_kind(kind, ts_ns, keep)
+        managed = set(kinds)
+        for key in [k for k, a in self._active.items() if a.kind in managed and k not in keep]:
+            self.clear(key, ts_ns)
 
     def drain(self) -> list[AlarmEvent]:
         events, self._events = self._events, []

@@ -18,7 +18,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     model_validator,
 )
 
@@ -31,7 +30,7 @@ from daq.profiles import (
     load_profile_file,
     profile_dirs,
 )
-from daq.yamlsrc import Located, SourceError, SourceErrors, load_yaml, validation_errors
+from daq.yamlsrc import Located, SourceError, SourceErrors, load_yaml, validated
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
 
@@ -390,10 +389,7 @@ def load_config(path: str | Path) -> LoadedConfig:
     """Load and validate a config file; raise SourceErrors listing every problem."""
     path = Path(path)
     loc = load_yaml(path)
-    try:
-        cfg = Config.model_validate(loc.data)
-    except ValidationError as exc:
-        raise SourceErrors(validation_errors(exc, loc)) from exc
+    cfg = validated(Config, loc)
     loaded = LoadedConfig(path, cfg)
     errors = _check_ids(cfg, loc) + _load_profiles(loaded, loc)
     if not errors:

@@ -13,10 +13,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 Path_ = tuple[str | int, ...]
 
@@ -145,6 +147,15 @@ def _substitute(
         return ""
 
     return _ENV.sub(repl, value)
+
+
+def validated(model: type[M], loc: Located) -> M:
+    """``model`` validated from ``loc``'s data, or :class:`SourceErrors` with every
+    problem as ``FILE:LINE: field: message``."""
+    try:
+        return model.model_validate(loc.data)
+    except ValidationError as exc:
+        raise SourceErrors(validation_errors(exc, loc)) from exc
 
 
 def validation_errors(exc: ValidationError, loc: Located) -> list[SourceError]:

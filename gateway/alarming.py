@@ -50,6 +50,9 @@ class AlarmSupervisor:
         self.clear_after = clear_after
         self._clean_polls: dict[tuple[str, str], int] = {}  # (device, key) -> polls without
         self._unpublished = set(self.books)  # state goes out once at start: clears stale ones
+        self._kinds: frozenset[str] = frozenset(
+            {AlarmKind.COMMUNICATION, *_READING_FLAGS.values()}.union(
+                *(source.kinds for source in self.sources)))  # the kinds reconciled here
 
     def observe(self, device: str, state: DeviceState, readings: Sequence[Reading],
                 now_ns: int) -> tuple[str, bytes] | None:
@@ -62,11 +65,8 @@ class AlarmSupervisor:
         desired += self._from_readings(device, readings, now_ns)
         for source in self.sources:
             desired += source.alarms(device, now_ns)
-        kinds: set[str] = {AlarmKind.COMMUNICATION, *_READING_FLAGS.values()}
-        for source in self.sources:
-            kinds.update(source.kinds)
         book = self.books[device]
-        book.reconcile(kinds, desired, now_ns)
+        book.reconcile(self._kinds, desired, now_ns)
         if not book.changed() and device not in self._unpublished:
             return None
         self._unpublished.discard(device)

@@ -40,7 +40,7 @@ from drivers.dlt645.codec import (
 )
 from simulators.meter import MeterModel, ThreePhaseLoad
 from simulators.pty import PtyEndpoint
-from simulators.served import Served
+from simulators.served import Served, hang_up
 
 NO_SUCH_DATA = 0x02
 
@@ -240,9 +240,7 @@ class Dlt645LineSimulator(Served):
         if server is None:
             return
         server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await hang_up((), self._tasks)
         await server.wait_closed()
 
 

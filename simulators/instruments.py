@@ -24,6 +24,7 @@ from typing import Protocol
 from drivers.text import mtsics, prt, scpi
 from drivers.text.codec import LineDecoder, encode_line
 from simulators.pty import PtyEndpoint
+from simulators.served import hang_up
 
 __all__ = [
     "CVD_A",
@@ -276,12 +277,7 @@ class _TextSimulator:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await hang_up(self._writers, self._tasks)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from daq.profiles import load_modbus_profile
-from daq.yamlsrc import SourceErrors, load_yaml, validation_errors
+from daq.yamlsrc import load_yaml, validated
 from simulators.dlt645_meter import Dlt645LineSimulator, Dlt645MeterSimulator
 from simulators.instruments import (
     MtSicsBalanceSimulator,
@@ -90,11 +90,7 @@ class MixSpec(_Strict):
 
 
 def load_mix(path: str | Path) -> MixSpec:
-    loc = load_yaml(path)
-    try:
-        return MixSpec.model_validate(loc.data)
-    except ValidationError as exc:
-        raise SourceErrors(validation_errors(exc, loc)) from exc
+    return validated(MixSpec, load_yaml(path))
 
 
 async def serve_mix(spec: MixSpec, say: Callable[[str], None] = print) -> None:

@@ -58,7 +58,7 @@ from drivers.modbus.codec import (
     engineering_value,
 )
 from simulators.meter import MeterModel, ThreePhaseLoad
-from simulators.served import Served
+from simulators.served import Served, hang_up
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_DATA_ADDRESS = 2
@@ -208,12 +208,7 @@ class ModbusMeterSimulator(Served):
         if server is None:
             return
         server.close()
-        for writer in list(self._writers):
-            writer.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await hang_up(self._writers, self._tasks)
         await server.wait_closed()
 
 

@@ -39,7 +39,7 @@ from drivers.modbus.codec import (
 from drivers.transport import SerialSettings
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.pty import PtyEndpoint
-from simulators.served import Served
+from simulators.served import Served, hang_up
 
 __all__ = ["BusFaults", "RtuBusSimulator"]
 
@@ -152,12 +152,7 @@ class RtuBusSimulator(Served):
             pty.close()
         if server is not None:
             server.close()
-        for writer in list(self._writers):
-            writer.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await hang_up(self._writers, self._tasks)
         if server is not None:
             await server.wait_closed()
         self._path = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
@@ -22,3 +24,14 @@ class Served:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
+
+
+async def hang_up(writers: Iterable[asyncio.StreamWriter],
+                  tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Close every client connection and end the tasks serving them (a simulator stopping)."""
+    for writer in list(writers):
+        writer.close()
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
