@@ -111,6 +111,13 @@ class ChannelCalibration:
     def cert_id(self) -> str | None:
         return None if self.certificate is None else self.certificate.id
 
+    @functools.cached_property
+    def _points_u(self) -> tuple[FloatArray, FloatArray]:
+        """The certificate's points as (indicated, U/k), sorted: for interpolating."""
+        assert self.certificate is not None
+        pts = sorted(self.certificate.points, key=lambda p: p.indicated)
+        return (np.array([p.indicated for p in pts]), np.array([p.U / p.k for p in pts]))
+
     @property
     def usable(self) -> bool:
         """A correction can be applied (a certificate with a model exists)."""
@@ -131,8 +138,7 @@ class ChannelCalibration:
         if np.any(u_m > 0):
             u_cal, dof_cal = u_m, float(model.dof)
         else:
-            pts = sorted(self.certificate.points, key=lambda p: p.indicated)
-            u_cal = np.interp(x, [p.indicated for p in pts], [p.U / p.k for p in pts])
+            u_cal = np.interp(x, *self._points_u)
             dof_cal = math.inf
         inst, cert = self.instrument, self.certificate
         u_res = float(resolution_u(inst.resolution))

@@ -15,6 +15,7 @@ from daq.cli_common import (
     EXIT_CONFIG,
     load_site,
     open_registry,
+    or_exit,
     registry_option,
     run,
     who,
@@ -169,12 +170,7 @@ def simulate_all(spec_file: str) -> None:
     """Serve any mix of simulators described in SPEC (see config/simulators.yaml)."""
     from simulators.mix import load_mix, serve_mix
 
-    try:
-        spec = load_mix(spec_file)
-    except SourceErrors as exc:
-        for err in exc.errors:
-            click.echo(str(err), err=True)
-        sys.exit(EXIT_CONFIG)
+    spec = or_exit(load_mix, spec_file)
 
     def say(line: str) -> None:
         click.echo(line)
@@ -206,13 +202,9 @@ def cert_import(file: str, registry_path: str | None, why: str | None) -> None:
     from calibration.registry import RegistryError
 
     with open_registry(registry_path, create=True) as reg:
+        records = or_exit(load_records, file, reg.get)
         try:
-            records = load_records(file, reg.get)
             entries = reg.import_records(records, who(), why or f"import {file}")
-        except SourceErrors as exc:
-            for err in exc.errors:
-                click.echo(str(err), err=True)
-            sys.exit(EXIT_CONFIG)
         except RegistryError as exc:
             click.echo(f"{file}: {exc}", err=True)
             sys.exit(EXIT_CONFIG)

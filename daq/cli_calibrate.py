@@ -16,6 +16,7 @@ import click
 from daq.cli_common import (
     EXIT_CONFIG,
     open_registry,
+    or_exit,
     registry_option,
     registry_path_default,
     run,
@@ -84,12 +85,7 @@ def calibraterun(procedure_file: str, dut_id: str | None, ref_id: str | None,
     from gateway.bench import BenchError
     from gateway.session_journal import JournalError, SessionJournal
 
-    try:
-        proc = load_procedure(procedure_file)
-    except SourceErrors as exc:
-        for err in exc.errors:
-            click.echo(str(err), err=True)
-        sys.exit(EXIT_CONFIG)
+    proc = or_exit(load_procedure, procedure_file)
     dut = dut_id or proc.dut.instrument
     ref = ref_id or proc.reference.instrument
     if dut is None or ref is None:

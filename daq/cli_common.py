@@ -8,12 +8,13 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import click
 
 EXIT_CONFIG = 2
+T = TypeVar("T")
 
 
 async def _stoppable(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -59,14 +60,21 @@ def open_registry(path: str | None, create: bool = False) -> Any:
         sys.exit(EXIT_CONFIG)
 
 
-def load_site(path: str) -> Any:
-    """Load a site file, or print its FILE:LINE errors and exit 2."""
-    from daq.config import load_config
+def or_exit(load: Callable[..., T], *args: Any) -> T:
+    """``load(*args)``; on :class:`SourceErrors` print each ``FILE:LINE: field: message``
+    and exit 2."""
     from daq.yamlsrc import SourceErrors
 
     try:
-        return load_config(path)
+        return load(*args)
     except SourceErrors as exc:
         for err in exc.errors:
             click.echo(str(err), err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def load_site(path: str) -> Any:
+    """Load a site file, or print its FILE:LINE errors and exit 2."""
+    from daq.config import load_config
+
+    return or_exit(load_config, path)

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from daq.cli_common import or_exit
+
 EXIT_FINDINGS = 1   # verify status: some instrument must not be relied on (see docs)
 EXIT_USAGE = 2
 
@@ -18,15 +20,9 @@ def _records(registry_path: str | None) -> Any:
     """A RecordSet from a records file (.yaml/.yml/.json) or from a registry (SQLite)."""
     from calibration.records import RecordSet, load_records
     from daq.cli_common import open_registry
-    from daq.yamlsrc import SourceErrors
 
     if registry_path and registry_path.lower().endswith((".yaml", ".yml", ".json")):
-        try:
-            return load_records(registry_path)
-        except SourceErrors as exc:
-            for err in exc.errors:
-                click.echo(str(err), err=True)
-            sys.exit(EXIT_USAGE)
+        return or_exit(load_records, registry_path)
     with open_registry(registry_path) as reg:
         return RecordSet.model_validate({
             "instruments": reg.list("instrument"), "certificates": reg.list("certificate"),
@@ -34,14 +30,7 @@ def _records(registry_path: str | None) -> Any:
 
 
 def _load_data(loader: Any, path: str | None) -> Any:
-    from daq.yamlsrc import SourceErrors
-
-    try:
-        return loader(path) if path else loader()
-    except SourceErrors as exc:
-        for err in exc.errors:
-            click.echo(str(err), err=True)
-        sys.exit(EXIT_USAGE)
+    return or_exit(loader, path) if path else or_exit(loader)
 
 
 _registry_option = click.option(

@@ -189,10 +189,9 @@ class CalibrationStage:
             except Exception as exc:
                 problem = f"cannot read the registry: {exc}"
                 self._set_unusable(problem)
-        wanted = {*self.devices.values(), *(i for chs in self.channels.values()
-                                            for i in chs.values())}
+        of_channels = {i for chs in self.channels.values() for i in chs.values()}
         verification: dict[str, VerificationStatus | None] = {}
-        for inst in wanted:
+        for inst in of_channels | set(self.devices.values()):
             try:
                 verification[inst] = None if register is None else status(
                     register, inst, today, self.window_days, self.periods)
@@ -203,10 +202,11 @@ class CalibrationStage:
             if st is not None and (before is None or before.state != st.state):
                 log.info("instrument %s: verification %s (%s)", inst, st.state, st.reason)
         self._verification = verification
-        states: dict[tuple[str, str], ChannelState] = {}
-        for dev, chs in self.channels.items():
-            for ch, inst in chs.items():
-                states[(dev, ch)] = self._state(records, inst, today, problem)
+        # one calibration (chain resolved, model built) per instrument, shared by its channels
+        per_instrument = {inst: self._state(records, inst, today, problem)
+                          for inst in of_channels}
+        states = {(dev, ch): per_instrument[inst]
+                  for dev, chs in self.channels.items() for ch, inst in chs.items()}
         changed = [k for k, s in states.items()
                    if (old := self._states.get(k)) is None or old.calibration is None
                    or s.calibration is None or old.calibration.cert_id != s.calibration.cert_id]

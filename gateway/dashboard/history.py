@@ -53,36 +53,30 @@ class HistorianHistory:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def _conn(self) -> sqlite3.Connection:
+    def _rows(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        """One query on a read-only connection of its own (any thread, beside the writer)."""
         try:
-            return open_reader(self.path)
+            with closing(open_reader(self.path)) as conn:
+                return conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise HistoryUnavailable(f"historian {self.path}: {exc}") from exc
 
     def trend(self, w: Where, start_ns: int, end_ns: int,
               points: int) -> list[tuple[int, float]]:
         bucket = max(1, (end_ns - start_ns) // max(1, points))
-        sql = ("SELECT MIN(ts_ns), AVG(value) FROM readings WHERE enterprise=? AND gateway=? "
-               "AND device=? AND channel=? AND ts_ns >= ? AND ts_ns < ? AND value IS NOT NULL "
-               "GROUP BY (ts_ns - ?) / ? ORDER BY 1")
-        try:
-            with closing(self._conn()) as conn:
-                rows = conn.execute(sql, (w.enterprise, w.gateway, w.device, w.channel,
-                                          start_ns, end_ns, start_ns, bucket)).fetchall()
-        except sqlite3.Error as exc:
-            raise HistoryUnavailable(f"historian {self.path}: {exc}") from exc
+        rows = self._rows(
+            "SELECT MIN(ts_ns), AVG(value) FROM readings WHERE enterprise=? AND gateway=? "
+            "AND device=? AND channel=? AND ts_ns >= ? AND ts_ns < ? AND value IS NOT NULL "
+            "GROUP BY (ts_ns - ?) / ? ORDER BY 1",
+            (w.enterprise, w.gateway, w.device, w.channel, start_ns, end_ns, start_ns, bucket))
         return [(int(t), float(v)) for t, v in rows]
 
     def samples(self, w: Where, start_ns: int, end_ns: int) -> list[Sample]:
-        sql = ("SELECT ts_ns, value FROM readings WHERE enterprise=? AND gateway=? AND "
-               "device=? AND channel=? AND ts_ns >= ? AND ts_ns <= ? AND value IS NOT NULL "
-               "AND quality != 'bad' ORDER BY ts_ns")
-        try:
-            with closing(self._conn()) as conn:
-                rows = conn.execute(sql, (w.enterprise, w.gateway, w.device, w.channel,
-                                          start_ns, end_ns)).fetchall()
-        except sqlite3.Error as exc:
-            raise HistoryUnavailable(f"historian {self.path}: {exc}") from exc
+        rows = self._rows(
+            "SELECT ts_ns, value FROM readings WHERE enterprise=? AND gateway=? AND "
+            "device=? AND channel=? AND ts_ns >= ? AND ts_ns <= ? AND value IS NOT NULL "
+            "AND quality != 'bad' ORDER BY ts_ns",
+            (w.enterprise, w.gateway, w.device, w.channel, start_ns, end_ns))
         return [Sample(int(t), float(v)) for t, v in rows]
 
     def close(self) -> None:

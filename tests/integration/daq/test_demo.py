@@ -66,7 +66,9 @@ def test_demo_with_duration_exits_by_itself(tmp_path: Path, mqtt_broker: Any) ->
         dmm = hist.series("bench-dmm", "dcv")
         assert dmm
         assert all(r.cert == "LAB-demo-dmm-01" for r in dmm)
-        assert all(abs(r.value - 5.0) <= r.U for r in dmm)  # type: ignore[operator]
+        # U covers ≈95 % of single readings: judge their mean, not each one
+        mean = sum(r.value for r in dmm) / len(dmm)  # type: ignore[misc]
+        assert abs(mean - 5.0) <= sum(r.U for r in dmm) / len(dmm)  # type: ignore[misc]
         assert all(abs(r.raw - 5.0) > r.U for r in dmm)  # type: ignore[operator]
         revenue = hist.series("grid-revenue", "energy_import")
         assert revenue
