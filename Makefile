@@ -27,6 +27,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: venv deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)

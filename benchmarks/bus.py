@@ -13,7 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from daq.profiles import load_modbus_profile
+from daq.config.profiles import load_modbus_profile
 from drivers.modbus.plan import plan_reads
 from drivers.modbus.rtu import RtuReader
 from drivers.transport import SerialSettings

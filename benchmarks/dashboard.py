@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from benchmarks.procs import cpu_seconds
 from daq.model import Reading
 from daq.payload import data_topic, encode_data
-from gateway.broker import find_mosquitto, private_mosquitto
+from simulators.broker import find_mosquitto, private_mosquitto
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ processes, each one's CPU read from ``/proc/<pid>/stat``.
 Processes (all on 127.0.0.1, all files in one temporary directory, all stopped at the end):
 
 * a private ``influxd`` (Debian's InfluxDB 1.x) and a private Mosquitto
-  (:func:`gateway.broker.private_mosquitto`, which raises ``max_queued_messages``);
+  (:func:`simulators.broker.private_mosquitto`, which raises ``max_queued_messages``);
 * simulators: ``daq simulate meter --profile P --port FIRST --count N``, SDM630 and DTSU666
   meters in equal numbers, ``--sim-procs`` processes per profile;
 * ``python -m benchmarks.ingest_proc`` and ``python -m benchmarks.gateway_proc``: the product's
@@ -41,7 +41,7 @@ from benchmarks.procs import (
     private_influxd,
     start,
 )
-from gateway.broker import Broker, private_mosquitto
+from simulators.broker import Broker, private_mosquitto
 
 PROFILES = ("sdm630", "dtsu666")
 CHANNELS_PER_METER = 14  # both profiles

@@ -1,6 +1,7 @@
 """The gateway as a benchmark process: ``python -m benchmarks.gateway_proc CONFIG``.
 
-Runs :class:`gateway.service.GatewayService` unchanged (what ``daq gateway`` runs) and talks
+Runs :class:`gateway.acquisition.service.GatewayService` unchanged (what ``daq gateway``
+runs) and talks
 JSON lines on stdout:
 
 * SIGUSR1 → a snapshot: readings acquired (put into the outbox), polls and failed polls
@@ -23,9 +24,9 @@ import time
 from typing import Any
 
 from daq.config import load_config
-from gateway.mqtt import Publisher
+from gateway.acquisition.publisher import Publisher
+from gateway.acquisition.service import GatewayService
 from gateway.outbox import Outbox
-from gateway.service import GatewayService
 
 STOP_TIMEOUT_S = 20.0
 

@@ -1,6 +1,6 @@
 """The ingest as a benchmark process: ``python -m benchmarks.ingest_proc CONFIG SAMPLES``.
 
-Runs :class:`gateway.ingest.Ingest` unchanged (what ``daq ingest`` runs) with an
+Runs :class:`gateway.ingest.service.Ingest` unchanged (what ``daq ingest`` runs) with an
 ``on_written`` callback that records, for every ``SAMPLE_EVERY``-th reading of each written
 batch, its acquisition time and the time the storage write returned (the end-to-end latency
 acquisition → stored). JSON lines on stdout:
@@ -26,7 +26,7 @@ import numpy as np
 
 from daq.config import load_config
 from daq.model import Reading
-from gateway.ingest import Ingest
+from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 
 SAMPLE_EVERY = 7  # 7 is prime to the 14 channels of a poll: every channel gets sampled

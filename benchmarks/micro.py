@@ -22,9 +22,9 @@ from calibration.chain import Records
 from calibration.models import GainOffset
 from calibration.records import RecordSet
 from calibration.registry import Registry
+from daq.config.profiles import Profile, load_modbus_profile
 from daq.model import Reading
 from daq.payload import data_topic, decode_data, encode_data
-from daq.profiles import Profile, load_modbus_profile
 from drivers.modbus.codec import (
     ReadResponse,
     TcpDecoder,
@@ -35,7 +35,7 @@ from drivers.modbus.codec import (
 )
 from drivers.modbus.driver import ModbusDevice
 from drivers.modbus.plan import ReadPlan, plan_reads
-from gateway.calibration import CalibrationStage
+from gateway.acquisition.calibration_stage import CalibrationStage
 from gateway.outbox import Outbox
 from gateway.storage.lineproto import to_body
 

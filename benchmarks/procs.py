@@ -27,8 +27,8 @@ from urllib.parse import urlencode
 import orjson
 import urllib3
 
-from gateway.broker import free_port
-from gateway.influxd import find_influxd, influxd_command
+from simulators.broker import free_port
+from simulators.influxd import find_influxd, influxd_command
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration.records import EnergyType, Instrument, MeasurementLevel
-from daq.yamlsrc import load_yaml, validated
+from daq.config.yamlsrc import load_yaml, validated
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_PERIODS = CONFIG_DIR / "verification-periods.yaml"

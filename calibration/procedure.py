@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration.decision import Rule
 from calibration.uncertainty import Distribution
-from daq.yamlsrc import (
+from daq.config.yamlsrc import (
     Located,
     Path_,
     SourceErrors,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from calibration.models import ModelError, model_from_dict
-from daq.yamlsrc import (
+from daq.config.yamlsrc import (
     Located,
     Path_,
     SourceError,
@@ -342,7 +342,7 @@ def cross_check(records: RecordSet, known: Lookup | None = None) -> list[tuple[P
 def load_records(file: str | Path, known: Lookup | None = None) -> RecordSet:
     """Load and check a records file (YAML, or JSON if its name ends in ``.json``).
 
-    Raises :class:`daq.yamlsrc.SourceErrors` with ``FILE:LINE: field: message`` errors.
+    Raises :class:`daq.config.yamlsrc.SourceErrors` with ``FILE:LINE: field: message`` errors.
     """
     loc = load_yaml(file, env={})
     if Path(file).suffix.lower() == ".json":

@@ -53,16 +53,16 @@ class DeviceProtocolError(DriverError):
 
 
 class DeviceException(DriverError):
-    """The device answered with a (Modbus) exception response."""
+    """The device answered with an exception response (``name``: the protocol's name of
+    ``code``, e.g. Modbus 02 "illegal data address")."""
 
     reason = Reason.DEVICE_EXCEPTION
 
-    def __init__(self, code: int, function: int | None = None, detail: str = "") -> None:
-        from drivers.modbus.codec import EXCEPTION_NAMES  # lazy: drivers.modbus imports this module
-
+    def __init__(self, code: int, function: int | None = None, detail: str = "", *,
+                 name: str = "unknown exception") -> None:
         self.code = code
         self.function = function
-        self.name = EXCEPTION_NAMES.get(code, "unknown exception")
+        self.name = name
         where = f" to FC{function}" if function is not None else ""
         extra = f" ({detail})" if detail else ""
         super().__init__(f"device exception {code} ({self.name}){where}{extra}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daq.profiles import Dlt645Channel, InstrumentChannel, ModbusChannel
+from daq.config.profiles import Dlt645Channel, InstrumentChannel, ModbusChannel
 from drivers.errors import DriverError
 
 RawValue = int | float | str

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from daq.profiles import Profile, load_modbus_profile, profile_dirs
+from daq.config.profiles import Profile, load_modbus_profile, profile_dirs
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.served import Served
 

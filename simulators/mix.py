@@ -25,8 +25,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from daq.profiles import load_modbus_profile
-from daq.yamlsrc import load_yaml, validated
+from daq.config.profiles import load_modbus_profile
+from daq.config.yamlsrc import load_yaml, validated
 from simulators.dlt645_meter import Dlt645LineSimulator, Dlt645MeterSimulator
 from simulators.instruments import (
     MtSicsBalanceSimulator,

@@ -40,8 +40,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from daq.config.profiles import DataType, ModbusChannel, Profile
 from daq.model import Value
-from daq.profiles import DataType, ModbusChannel, Profile
 from drivers.modbus.codec import (
     MAX_READ_REGISTERS,
     READ_FUNCTIONS,

@@ -43,8 +43,8 @@ import orjson
 import pytest
 import urllib3
 
-from gateway.broker import Broker, answers, find_mosquitto, free_port, private_mosquitto
-from gateway.influxd import influxd_command
+from simulators.broker import Broker, answers, find_mosquitto, free_port, private_mosquitto
+from simulators.influxd import influxd_command
 
 INSTALL_HINT = ("run .ci/install-deps (Debian packages: influxdb victoria-metrics mosquitto "
                 "chromium)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from daq.profiles import Dlt645Channel
+from daq.config.profiles import Dlt645Channel
 from drivers.dlt645.codec import Dlt645Error, identifiers
 from drivers.dlt645.driver import Dlt645Client
 from drivers.errors import (

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from daq.profiles import REGISTERS_PER_TYPE, DataType, WordOrder
+from daq.config.profiles import REGISTERS_PER_TYPE, DataType, WordOrder
 
 MAX_READ_REGISTERS = 125  # Modbus application protocol v1.1b3, 6.3/6.4
 
@@ -160,6 +160,11 @@ EXCEPTION_NAMES = {
 }
 
 READ_FUNCTIONS = (3, 4)
+
+
+def exception_name(code: int) -> str:
+    """The Modbus specification's name of an exception code."""
+    return EXCEPTION_NAMES.get(code, "unknown exception")
 
 
 def parse_pdu(unit: int, pdu: bytes, role: Literal["client", "server"]) -> Frame:

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from daq.profiles import DataType, ModbusChannel, Profile
+from daq.config.profiles import DataType, ModbusChannel, Profile
 from drivers.errors import (
     DecodeError,
     DeviceConnectionError,
@@ -28,7 +28,12 @@ from drivers.errors import (
     DeviceTimeout,
     DriverError,
 )
-from drivers.modbus.codec import ModbusProtocolError, decode_value, engineering_value
+from drivers.modbus.codec import (
+    ModbusProtocolError,
+    decode_value,
+    engineering_value,
+    exception_name,
+)
 from drivers.modbus.plan import ReadPlan, plan_reads
 from drivers.result import ChannelResult
 
@@ -200,7 +205,7 @@ def _registers_of(response: Any, function: int, count: int) -> list[int]:
     fc = getattr(response, "function_code", None)
     if isinstance(fc, int) and fc & 0x80:
         code = int(getattr(response, "exception_code", 0))
-        raise DeviceException(code, function)
+        raise DeviceException(code, function, name=exception_name(code))
     if fc != function:
         raise DeviceProtocolError(f"answer has function code {fc!r}, expected {function}")
     registers = getattr(response, "registers", None)

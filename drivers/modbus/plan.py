@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from daq.profiles import ModbusChannel
+from daq.config.profiles import ModbusChannel
 from drivers.modbus.codec import MAX_READ_REGISTERS, ModbusProtocolError
 
 __all__ = ["ReadPlan", "describe_plan", "plan_reads"]

@@ -58,6 +58,7 @@ from drivers.modbus.codec import (
     ReadResponse,
     RtuDecoder,
     encode_rtu,
+    exception_name,
 )
 from drivers.transport import SerialSettings, Streams, TransportSettings, open_link
 
@@ -237,7 +238,7 @@ class RtuReader:
                         attempt += 1
                         await asyncio.sleep(self.busy_delay_s)
                         continue
-                    raise DeviceException(reply.code, function)
+                    raise DeviceException(reply.code, function, name=exception_name(reply.code))
                 return self._registers(request, reply)
 
     def _registers(self, request: ReadRequest, reply: ReadResponse) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from daq.profiles import InstrumentChannel, InstrumentProfile
+from daq.config.profiles import InstrumentChannel, InstrumentProfile
 from drivers.errors import DeviceConnectionError, DeviceTimeout, DriverError
 from drivers.result import ChannelResult
 from drivers.text.driver import (

@@ -28,12 +28,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import drivers.text.calibrator as calibrator
+import drivers.text.mtsics as mtsics
+import drivers.text.prt as prt
+import drivers.text.scpi as scpi
 from drivers.errors import (
     DeviceConnectionError,
     DeviceProtocolError,
     DeviceTimeout,
 )
-from drivers.text import calibrator, mtsics, prt, scpi
 from drivers.text.codec import (
     InstrumentReportedError,
     InvalidReading,

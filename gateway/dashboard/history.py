@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daq.config import Historian, InfluxV1, LoadedConfig
-from gateway.energy import Sample
+from gateway.energy.accounting import Sample
 from gateway.storage.base import StorageError
 from gateway.storage.historian import open_reader
 from gateway.storage.influx_v1 import InfluxV1Storage, quote_ident

@@ -33,12 +33,12 @@ from aiohttp import web
 
 from daq.alarms import AlarmPayloadError, decode_alarms
 from daq.config import LoadedConfig
+from daq.config.yamlsrc import load_yaml
 from daq.payload import PayloadError, decode_data
-from daq.yamlsrc import load_yaml
 from gateway.dashboard.alarmlog import AlarmLog
 from gateway.dashboard.history import History, HistoryUnavailable, Where, open_history
 from gateway.dashboard.state import LiveState, channel_key, device_key, parse_alarm_id
-from gateway.energy import (
+from gateway.energy.accounting import (
     Coefficient,
     EnergyRules,
     account,

@@ -7,7 +7,8 @@ every backend implements :class:`Storage` (``write(readings)``, ``close()``) and
 readings as line protocol.
 """
 
-from gateway.storage.base import Storage, StorageError, open_storage
+from gateway.storage.base import Storage, StorageError
+from gateway.storage.factory import open_storage
 from gateway.storage.historian import HistorianStorage
 from gateway.storage.influx_v1 import InfluxV1Storage
 from gateway.storage.influx_v2 import InfluxV2Storage

@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from daq.config import Historian, InfluxV1, InfluxV2, LoadedConfig
 from daq.model import Reading
 
-__all__ = ["Storage", "StorageError", "open_storage"]
+__all__ = ["Storage", "StorageError", "retryable_status"]
 
 
 class StorageError(Exception):
@@ -55,37 +54,3 @@ class Storage(Protocol):
     def close(self) -> None:
         """Release connections; idempotent."""
         ...
-
-
-def open_storage(loaded: LoadedConfig) -> Storage:
-    """The storage configured in ``loaded.config.storage`` (``kind`` chooses the backend)."""
-    cfg = loaded.config.storage
-    if isinstance(cfg, Historian):
-        from gateway.storage.historian import HistorianStorage
-
-        return HistorianStorage(loaded.resolve(cfg.path))
-    if isinstance(cfg, InfluxV1):
-        from gateway.storage.influx_v1 import InfluxV1Storage
-
-        return InfluxV1Storage(
-            cfg.url,
-            database=cfg.database,
-            retention_policy=cfg.retention_policy,
-            username=cfg.username,
-            password=loaded.secret(cfg.password, cfg.password_file),
-            create_database=cfg.create_database,
-            ca_file=str(loaded.resolve(cfg.ca_file)) if cfg.ca_file else None,
-            timeout_s=cfg.timeout_s,
-        )
-    if isinstance(cfg, InfluxV2):
-        from gateway.storage.influx_v2 import InfluxV2Storage
-
-        return InfluxV2Storage(
-            cfg.url,
-            org=cfg.org,
-            bucket=cfg.bucket,
-            token=loaded.secret(cfg.token, cfg.token_file),
-            ca_file=str(loaded.resolve(cfg.ca_file)) if cfg.ca_file else None,
-            timeout_s=cfg.timeout_s,
-        )
-    raise ValueError(f"unknown storage kind {getattr(cfg, 'kind', cfg)!r}")

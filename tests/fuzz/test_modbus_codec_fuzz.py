@@ -9,7 +9,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daq.profiles import DataType, WordOrder
+from daq.config.profiles import DataType, WordOrder
 from drivers.modbus.codec import (
     ExceptionResponse,
     Frame,

@@ -14,9 +14,9 @@ import paho.mqtt.client as mqtt
 from daq.alarms import AlarmState, decode_alarms
 from daq.config import LoadedConfig
 from daq.model import Reading
-from gateway.ingest import Ingest
-from gateway.poller import DeviceCoordinator, build_coordinators
-from gateway.service import GatewayService
+from gateway.acquisition.poller import DeviceCoordinator, build_coordinators
+from gateway.acquisition.service import GatewayService
+from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 
 

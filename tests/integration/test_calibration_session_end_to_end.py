@@ -38,10 +38,10 @@ from calibration.registry import Registry
 from daq.config import load_config
 from daq.model import Reading
 from daq.payload import decode_data
-from gateway.broker import free_port
+from gateway.acquisition.service import GatewayService
+from gateway.bench.journal import SessionJournal
 from gateway.outbox import Outbox
-from gateway.service import GatewayService
-from gateway.session_journal import SessionJournal
+from simulators.broker import free_port
 from simulators.calibrator import CalibratorSimulator, Source, SourcedDmmSimulator
 from simulators.instruments import InstrumentModel
 

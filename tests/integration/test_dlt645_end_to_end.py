@@ -12,7 +12,7 @@ from typing import Any, Literal
 import pytest
 
 from daq.config import load_config
-from daq.profiles import Dlt645Profile
+from daq.config.profiles import Dlt645Profile
 from gateway.storage.historian import HistorianStorage
 from simulators.dlt645_meter import Dlt645MeterSimulator
 from simulators.fleet import MeterFleet, MeterSpec

@@ -20,8 +20,8 @@ import pytest
 import urllib3
 
 from daq.config import LoadedConfig, load_config
-from gateway.ingest import Ingest
-from gateway.service import GatewayService
+from gateway.acquisition.service import GatewayService
+from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 from simulators.fleet import MeterFleet, MeterSpec
 from tests.integration.pathrun import run_path

@@ -14,8 +14,8 @@ import pytest
 
 from daq.config import load_config
 from daq.model import Quality
-from gateway.ingest import Ingest
-from gateway.service import GatewayService
+from gateway.acquisition.service import GatewayService
+from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 from gateway.storage.historian import HistorianStorage
 from simulators.instruments import (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from daq.config import load_config
-from daq.profiles import load_modbus_profile
+from daq.config.profiles import load_modbus_profile
 from gateway.storage.historian import HistorianStorage
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.modbus_rtu import RtuBusSimulator

@@ -89,7 +89,7 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path, mqtt_broker: Any) -> No
 
 
 def test_demo_starts_a_private_broker_when_none_answers(tmp_path: Path) -> None:
-    from gateway.broker import Broker, find_mosquitto, free_port
+    from simulators.broker import Broker, find_mosquitto, free_port
 
     if find_mosquitto() is None:
         pytest.fail("mosquitto is not installed: run .ci/install-deps")

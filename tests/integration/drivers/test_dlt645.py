@@ -95,7 +95,7 @@ async def test_other_address_gets_no_answer_and_time_sync_is_broadcast(
 
 
 async def test_unreachable_line_is_a_connection_error() -> None:
-    from gateway.broker import free_port
+    from simulators.broker import free_port
 
     port = free_port()
     c = Dlt645Client(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.3)

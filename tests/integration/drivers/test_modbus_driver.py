@@ -15,7 +15,7 @@ from typing import Literal
 
 import pytest
 
-from daq.profiles import BUILTIN_PROFILE_DIR, ModbusChannel, Profile, load_profile_file
+from daq.config.profiles import BUILTIN_PROFILE_DIR, ModbusChannel, Profile, load_profile_file
 from drivers.errors import (
     DecodeError,
     DeviceConnectionError,
@@ -304,7 +304,7 @@ async def test_pause_between_requests() -> None:
 async def test_busy_is_retried_and_pause_after_connect_is_kept() -> None:
     """Exception 6 (server device busy) is retried ``retries_on_busy`` times; a device that
     needs a moment after the connection gets ``pause_after_connect_s``."""
-    from daq.profiles import load_modbus_profile
+    from daq.config.profiles import load_modbus_profile
     from drivers.errors import DeviceException
     from simulators.modbus_meter import ModbusMeterSimulator
 

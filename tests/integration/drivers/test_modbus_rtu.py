@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pymodbus.client import AsyncModbusSerialClient
 
-from daq.profiles import Profile, load_profile, profile_dirs
+from daq.config.profiles import Profile, load_profile, profile_dirs
 from drivers.errors import (
     DeviceConnectionError,
     DeviceException,

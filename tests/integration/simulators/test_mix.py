@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daq.yamlsrc import SourceErrors
+from daq.config.yamlsrc import SourceErrors
 from drivers.dlt645.driver import Dlt645Client
 from drivers.modbus.driver import PymodbusTcpReader
 from drivers.transport import SerialSettings, open_serial

@@ -20,7 +20,14 @@ import yaml
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from daq.profiles import DataType, ModbusChannel, Profile, WordOrder, load_profile, profile_dirs
+from daq.config.profiles import (
+    DataType,
+    ModbusChannel,
+    Profile,
+    WordOrder,
+    load_profile,
+    profile_dirs,
+)
 from simulators import (
     MeterFleet,
     MeterSpec,

@@ -19,7 +19,7 @@ from calibration.records import (
     load_records,
     record_json,
 )
-from daq.yamlsrc import SourceErrors
+from daq.config.yamlsrc import SourceErrors
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "config/calibration/example-records.yaml"

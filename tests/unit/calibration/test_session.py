@@ -21,7 +21,7 @@ from calibration.session import (
     mpe_function,
 )
 from calibration.uncertainty import coverage_factor
-from daq.yamlsrc import SourceErrors
+from daq.config.yamlsrc import SourceErrors
 
 REPO = Path(__file__).resolve().parents[3]
 

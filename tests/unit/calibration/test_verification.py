@@ -20,7 +20,7 @@ from calibration.verification import (
     status,
     summaries,
 )
-from daq.yamlsrc import SourceErrors
+from daq.config.yamlsrc import SourceErrors
 
 D = dt.date
 AT = D(2026, 3, 10)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from daq.profiles import DataType, WordOrder
+from daq.config.profiles import DataType, WordOrder
 from drivers.modbus.codec import (
     EXCEPTION_NAMES,
     ExceptionResponse,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from daq.profiles import BUILTIN_PROFILE_DIR, DataType, ModbusChannel, load_profile_file
+from daq.config.profiles import BUILTIN_PROFILE_DIR, DataType, ModbusChannel, load_profile_file
 from drivers.modbus.codec import ModbusProtocolError
 from drivers.modbus.plan import ReadPlan, describe_plan, plan_reads
 
@@ -146,7 +146,7 @@ def test_dtsu666_full_profile() -> None:
 
 
 def test_one_request_per_channel() -> None:
-    from daq.profiles import load_modbus_profile
+    from daq.config.profiles import load_modbus_profile
     from drivers.modbus.plan import plan_device
 
     channels = load_modbus_profile("sdm630").channels

@@ -1,0 +1,5 @@
+"""``python -m daq.cli``."""
+
+from daq.cli.main import main
+
+main()

@@ -1,0 +1,163 @@
+"""The gateway service: coordinators → bounded queue → durable outbox → MQTT publisher.
+
+Queue policy: the queue between the pollers and the outbox writer holds ``queue_size``
+device polls. When it is full a poller waits (back-pressure), so its next poll comes late
+and skips ticks rather than piling up memory; nothing already acquired is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from calibration.legal import load_periods
+from daq.config import LoadedConfig
+from daq.model import Reading, now_ns
+from daq.payload import data_topic, encode_data, encode_meta, meta_topic, status_topic
+from gateway.acquisition.alarming import AlarmSource, AlarmSupervisor
+from gateway.acquisition.calibration_stage import CalibrationStage
+from gateway.acquisition.driftwatch import DriftWatch
+from gateway.acquisition.poller import DeviceCoordinator, build_coordinators
+from gateway.acquisition.publisher import Publisher
+from gateway.mqtt import Will, unique_client_id
+from gateway.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class _Retained:
+    """A retained message queued behind the readings that caused it (e.g. alarm state)."""
+
+    __slots__ = ("payload", "topic")
+
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload = topic, payload
+
+
+class GatewayService:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        gateway_id: str | None = None,
+        *,
+        queue_size: int = 10_000,
+        commit_interval_s: float = 0.02,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.gateway(gateway_id)
+        self.enterprise = loaded.config.enterprise.id
+        self._queue: asyncio.Queue[list[Reading] | _Retained] = asyncio.Queue(queue_size)
+        self.commit_interval_s = commit_interval_s
+        self.coordinators: list[DeviceCoordinator] = build_coordinators(
+            loaded, self.config, self._enqueue
+        )
+        by_channel = {c.config.id: c.config.instruments for c in self.coordinators}
+        by_device = {c.config.id: c.config.instrument for c in self.coordinators}
+        cal = loaded.config.calibration
+        self.calibration: CalibrationStage | None = None
+        if cal is not None and (any(by_channel.values()) or any(by_device.values())):
+            periods = load_periods(loaded.resolve(cal.verification_periods)) \
+                if cal.verification_periods else load_periods()
+            self.calibration = CalibrationStage(
+                loaded.resolve(cal.registry), by_channel, by_device, reload_s=cal.reload_s,
+                window_days=cal.verification_window_days, periods=periods)
+        self._coordinator = {c.config.id: c for c in self.coordinators}
+        self.drift = DriftWatch(self.config.drift_checks)
+        sources: list[AlarmSource] = [] if self.calibration is None else [self.calibration]
+        if self.drift.active:
+            sources.append(self.drift)
+        self.alarms = AlarmSupervisor(self.enterprise, self.config.id, self._coordinator,
+                                      sources)
+        outbox_path = loaded.resolve(self.config.outbox.format(gateway=self.config.id))
+        self.outbox = Outbox(outbox_path)
+        status = status_topic(self.enterprise, self.config.id)
+        self._offline = (status, b"offline")
+        metas = [
+            (meta_topic(self.enterprise, self.config.id, c.config.id), encode_meta(c.meta))
+            for c in self.coordinators
+        ]
+        client_id = unique_client_id(loaded.config.mqtt.client_id_prefix, "gw",
+                                     self.enterprise, self.config.id)
+        self.publisher = Publisher(
+            loaded,
+            self.outbox,
+            client_id,
+            will=Will(status, b"offline"),
+            on_connect_messages=[(status, b"online"), *metas],
+        )
+        self._seq = 0
+        self._pending: list[list[Reading] | _Retained] = []  # taken, not yet committed
+        self.acquired = 0  # readings put into the outbox
+
+    async def _enqueue(self, readings: list[Reading]) -> None:
+        if self.calibration is not None:
+            self.calibration.apply(readings)
+        if self.drift.active:
+            self.drift.observe(readings)
+        await self._queue.put(readings)  # waits when full: back-pressure on the poller
+        device = readings[0].device
+        alarms = self.alarms.observe(device, self._coordinator[device].state, readings,
+                                     now_ns())
+        if alarms is not None:
+            await self._queue.put(_Retained(*alarms))
+
+    def _commit(self, batch: list[list[Reading] | _Retained]) -> None:
+        """Commit a batch to the outbox in one transaction per kind, in order."""
+        data: list[tuple[str, bytes]] = []
+        retained: list[tuple[str, bytes]] = []
+        for item in batch:
+            if isinstance(item, _Retained):
+                retained.append((item.topic, item.payload))
+                continue
+            self._seq += 1
+            r0 = item[0]
+            data.append((data_topic(r0.enterprise, r0.gateway, r0.device),
+                         encode_data(item, self._seq)))
+            self.acquired += len(item)
+        self.outbox.put_many(data)
+        self.outbox.put_many(retained, retain=True)
+
+    async def _writer(self) -> None:
+        """Batch device polls into outbox commits (one transaction per commit interval)."""
+        while True:
+            self._pending.append(await self._queue.get())
+            await asyncio.sleep(self.commit_interval_s)
+            while not self._queue.empty():
+                self._pending.append(self._queue.get_nowait())
+            batch, self._pending = self._pending, []
+            self._commit(batch)
+            self.publisher.notify()
+
+    async def run(self) -> None:
+        """Run until cancelled. On cancellation: flush what the broker will take, go offline."""
+        backlog = self.outbox.count()
+        if backlog:
+            log.info("outbox holds %d messages from an earlier run; sending them first", backlog)
+        self.publisher.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.publisher.run(), name="mqtt-publisher")
+                tg.create_task(self._writer(), name="outbox-writer")
+                for c in self.coordinators:
+                    tg.create_task(c.run(), name=f"poll-{c.config.id}")
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        await asyncio.shield(self._drain_and_close())
+
+    async def _drain_and_close(self) -> None:
+        batch, self._pending = self._pending, []
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        self._commit(batch)
+        if self.publisher.connected:
+            flusher = asyncio.create_task(self.publisher.run(), name="mqtt-final-flush")
+            await self.publisher.flush(2.0)
+            flusher.cancel()
+        self.publisher.stop(self._offline)
+        for c in self.coordinators:
+            await c.bus.close()
+        if self.calibration is not None:
+            self.calibration.close()
+        self.outbox.close()

@@ -1,0 +1,121 @@
+"""Polling arithmetic and the coordinator's behaviour around cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from daq.config import load_config
+from daq.model import Reading
+from gateway.acquisition.poller import DeviceCoordinator, build_coordinators, next_tick_ns
+
+SITE = """
+enterprise: {id: e}
+gateways:
+  - id: g
+    buses:
+      - id: b
+        protocol: modbus-tcp
+        host: 127.0.0.1
+        port: 1
+        devices:
+          - {id: m, profile: sdm630, interval_ms: 10, failures_before_backoff: 2,
+             max_backoff_s: 0.08}
+"""
+
+
+def test_ticks_are_aligned_to_the_wall_clock() -> None:
+    s = 1_000_000_000
+    assert next_tick_ns(5 * s + 1, s) == 6 * s
+    assert next_tick_ns(5 * s, s) == 6 * s  # strictly after
+    assert next_tick_ns(5 * s + 1, s, skip=3) == 9 * s
+    assert next_tick_ns(5 * s + 1, 250_000_000) == 5 * s + 250_000_000
+
+
+class SwallowingReader:
+    """A register reader that, like Python 3.11's asyncio.wait_for inside pymodbus when the
+    response and the cancellation arrive together, swallows one cancellation."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def read_registers(self, unit: int, function: int, address: int,
+                             count: int) -> list[int]:
+        self.calls += 1
+        with contextlib.suppress(asyncio.CancelledError):  # the bug: cancellation lost
+            await asyncio.sleep(0.01)
+        return [0] * count
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    for _ in range(int(timeout_s * 1000)):
+        if predicate():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not reached")
+
+
+def coordinator(tmp_path: Path, sink: object) -> DeviceCoordinator:
+    (tmp_path / "s.yaml").write_text(SITE)
+    loaded = load_config(tmp_path / "s.yaml")
+    (coord,) = build_coordinators(loaded, loaded.gateway(), sink)  # type: ignore[arg-type]
+    return coord
+
+
+async def test_a_swallowed_cancellation_still_stops_the_coordinator(tmp_path: Path) -> None:
+    never_drained: asyncio.Queue[list[Reading]] = asyncio.Queue(1)
+    coord = coordinator(tmp_path, never_drained.put)
+    reader = SwallowingReader()
+    coord.device.reader = reader
+    task = asyncio.create_task(coord.run())
+    await until(lambda: coord.state.polls >= 1)
+    await until(lambda: reader.calls > coord.state.polls * len(coord.device.plans))  # mid-read
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1.0)
+
+
+def test_backoff_doubles_up_to_the_maximum(tmp_path: Path) -> None:
+    coord = coordinator(tmp_path, None)
+    ticks = []
+    for failures in range(7):
+        coord.state.consecutive_failures = failures
+        ticks.append(coord.backoff_ticks())
+    # healthy, then 1, 3, 7 ticks skipped (every 2nd, 4th, 8th tick) capped at 80 ms = 8 ticks
+    assert ticks == [0, 0, 1, 3, 7, 7, 7]
+
+
+class BrokenReader(SwallowingReader):
+    async def read_registers(self, unit: int, function: int, address: int,
+                             count: int) -> list[int]:
+        raise ZeroDivisionError("a bug")
+
+
+async def test_an_unexpected_error_marks_the_poll_bad_and_polling_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    got: list[list[Reading]] = []
+
+    async def sink(readings: list[Reading]) -> None:
+        got.append(readings)
+
+    coord = coordinator(tmp_path, sink)
+    coord.device.reader = BrokenReader()
+    task = asyncio.create_task(coord.run())
+    await until(lambda: len(got) >= 2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert all(r.reason == "internal" and r.value is None for rs in got for r in rs)
+    assert "ZeroDivisionError" in caplog.text
