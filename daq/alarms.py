@@ -19,6 +19,18 @@ from typing import Any
 
 import orjson
 
+from daq.limits import (
+    MAX_ITEMS,
+    MAX_PAYLOAD_BYTES,
+    MAX_TEXT,
+    WireValueError,
+    check_id,
+    check_name,
+    check_text,
+    check_ts,
+    ts_limit_ns,
+)
+
 ALARMS_SCHEMA = "daq.alarms/1"
 
 
@@ -40,6 +52,9 @@ class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
+
+
+_SEVERITIES = frozenset(s.value for s in Severity)
 
 
 class AlarmPayloadError(ValueError):
@@ -115,23 +130,67 @@ def encode_alarms(enterprise: str, gateway: str, device: str, ts_ns: int,
     })
 
 
-def decode_alarms(payload: bytes) -> AlarmState:
+def decode_alarms(payload: bytes, *, now_ns: int | None = None) -> AlarmState:
+    """Decode an alarms message; raise :class:`AlarmPayloadError` if it is not one. Every
+    field is checked (types, ids, timestamps, bounded texts and sizes: :mod:`daq.limits`)."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise AlarmPayloadError(f"message of {len(payload)} bytes (at most {MAX_PAYLOAD_BYTES})")
     try:
         doc = orjson.loads(payload)
-        if doc.get("schema") != ALARMS_SCHEMA:
-            raise AlarmPayloadError(f"unknown schema {doc.get('schema')!r}")
+    except orjson.JSONDecodeError as exc:
+        raise AlarmPayloadError(f"not JSON: {exc}") from exc
+    if type(doc) is not dict:
+        raise AlarmPayloadError("not a JSON object")
+    if doc.get("schema") != ALARMS_SCHEMA:
+        raise AlarmPayloadError(f"unknown schema {str(doc.get('schema'))[:40]!r}")
+    try:
+        limit = ts_limit_ns(now_ns)
+        alarms, events = doc.get("alarms"), doc.get("events", [])
+        if type(alarms) is not list or len(alarms) > MAX_ITEMS:
+            raise WireValueError(f"alarms: not a list of at most {MAX_ITEMS}")
+        if type(events) is not list or len(events) > MAX_ITEMS:
+            raise WireValueError(f"events: not a list of at most {MAX_ITEMS}")
         return AlarmState(
-            enterprise=doc["enterprise"], gateway=doc["gateway"], device=doc["device"],
-            ts_ns=int(doc["ts"]),
-            alarms=tuple(Alarm.from_dict(a) for a in doc["alarms"]),
-            events=tuple(AlarmEvent(action=str(e["action"]), ts_ns=int(e["ts"]),
-                                    alarm=Alarm.from_dict(e))
-                         for e in doc.get("events", ())),
+            enterprise=check_id(doc.get("enterprise"), "enterprise"),
+            gateway=check_id(doc.get("gateway"), "gateway"),
+            device=check_id(doc.get("device"), "device"),
+            ts_ns=check_ts(doc.get("ts"), "ts", limit),
+            alarms=tuple(_alarm(a, f"alarms[{i}]", limit) for i, a in enumerate(alarms)),
+            events=tuple(_event(e, f"events[{i}]", limit) for i, e in enumerate(events)),
         )
-    except AlarmPayloadError:
-        raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise AlarmPayloadError(f"not a daq alarms message: {exc}") from exc
+    except WireValueError as exc:
+        raise AlarmPayloadError(str(exc)) from exc
+
+
+def _alarm(d: Any, where: str, limit: int) -> Alarm:
+    if type(d) is not dict:
+        raise WireValueError(f"{where}: not an object")
+    severity = d.get("severity", Severity.WARNING)
+    if type(severity) is not str or severity not in _SEVERITIES:
+        raise WireValueError(f"{where}.severity: not info, warning or critical")
+    channel = d.get("channel")
+    details = d.get("details") or {}
+    if type(details) is not dict or not all(
+            type(k) is str and len(k) <= MAX_TEXT for k in details):
+        raise WireValueError(f"{where}.details: not an object")
+    return Alarm(
+        kind=check_name(d.get("kind"), f"{where}.kind"),
+        since_ns=check_ts(d.get("since"), f"{where}.since", limit),
+        reason=check_text(d.get("reason"), f"{where}.reason") or "",
+        severity=str(severity),
+        channel=None if channel is None else check_name(channel, f"{where}.channel"),
+        details=dict(details),
+    )
+
+
+def _event(e: Any, where: str, limit: int) -> AlarmEvent:
+    if type(e) is not dict:
+        raise WireValueError(f"{where}: not an object")
+    action = e.get("action")
+    if type(action) is not str or action not in ("raised", "cleared"):
+        raise WireValueError(f"{where}.action: not raised or cleared")
+    return AlarmEvent(action=action, ts_ns=check_ts(e.get("ts"), f"{where}.ts", limit),
+                      alarm=_alarm(e, where, limit))
 
 
 class AlarmBook:

@@ -11,6 +11,17 @@ from typing import Any
 
 import orjson
 
+from daq.limits import (
+    MAX_ITEMS,
+    MAX_PAYLOAD_BYTES,
+    WireValueError,
+    check_id,
+    check_name,
+    check_number,
+    check_text,
+    check_ts,
+    ts_limit_ns,
+)
 from daq.model import DeviceMeta, Quality, Reading
 
 DATA_SCHEMA = "daq.data/1"
@@ -72,37 +83,89 @@ def encode_data(readings: Sequence[Reading], seq: int) -> bytes:
     )
 
 
-def decode_data(payload: bytes) -> list[Reading]:
-    """Decode a data message into readings; raise :class:`PayloadError` if it is not one."""
+_MESSAGE_KEYS = frozenset(("schema", "enterprise", "gateway", "device", "seq", "readings"))
+_READING_KEYS = frozenset(("channel", "quantity", "unit", "ts", "value", "raw", "quality",
+                           "reason", "u", "k", "U", "cert", "verification"))
+_QUALITIES = {q.value: q for q in Quality}
+VERIFICATION_STATES = frozenset(("overdue", "service_life_ended", "due_soon", "never_verified"))
+
+
+def decode_data(payload: bytes, *, now_ns: int | None = None) -> list[Reading]:
+    """Decode a data message into readings; raise :class:`PayloadError` if it is not one.
+
+    Everything is checked before a reading is made (``docs/mqtt-payload.schema.json``, plus
+    limits the schema cannot state: finite numbers, 64-bit integers, timestamps from 2000 to
+    a day ahead of ``now_ns``, bounded strings and sizes — :mod:`daq.limits`), so whatever
+    this returns can be written by every storage backend.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"message of {len(payload)} bytes (at most {MAX_PAYLOAD_BYTES})")
     try:
         doc = orjson.loads(payload)
-        if doc.get("schema") != DATA_SCHEMA:
-            raise PayloadError(f"unknown schema {doc.get('schema')!r}")
-        ent, gw, dev = doc["enterprise"], doc["gateway"], doc["device"]
-        return [
-            Reading(
-                ts_ns=int(it["ts"]),
-                enterprise=ent,
-                gateway=gw,
-                device=dev,
-                channel=it["channel"],
-                quantity=it["quantity"],
-                unit=it["unit"],
-                value=it["value"],
-                raw=it.get("raw"),
-                quality=Quality(it["quality"]),
-                reason=it.get("reason"),
-                u=it.get("u"),
-                k=it.get("k"),
-                cert=it.get("cert"),
-                verification=it.get("verification"),
-            )
-            for it in doc["readings"]
-        ]
-    except PayloadError:
-        raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PayloadError(f"not a daq data message: {exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"not JSON: {exc}") from exc
+    if type(doc) is not dict:
+        raise PayloadError("not a JSON object")
+    if doc.get("schema") != DATA_SCHEMA:
+        raise PayloadError(f"unknown schema {str(doc.get('schema'))[:40]!r}")
+    try:
+        extra = doc.keys() - _MESSAGE_KEYS
+        if extra:
+            raise WireValueError(f"unknown fields {sorted(extra)[:5]}")
+        ent = check_id(doc.get("enterprise"), "enterprise")
+        gw = check_id(doc.get("gateway"), "gateway")
+        dev = check_id(doc.get("device"), "device")
+        seq = doc.get("seq")
+        if type(seq) is not int or not 1 <= seq < 1 << 63:
+            raise WireValueError("seq: not a positive 64-bit integer")
+        items = doc.get("readings")
+        if type(items) is not list or not 1 <= len(items) <= MAX_ITEMS:
+            raise WireValueError(f"readings: not a list of 1 to {MAX_ITEMS} readings")
+        limit = ts_limit_ns(now_ns)
+        return [_reading(it, i, ent, gw, dev, limit) for i, it in enumerate(items)]
+    except WireValueError as exc:
+        raise PayloadError(str(exc)) from exc
+
+
+def _reading(it: Any, i: int, ent: str, gw: str, dev: str, ts_limit: int) -> Reading:
+    where = f"readings[{i}]"
+    if type(it) is not dict:
+        raise WireValueError(f"{where}: not an object")
+    extra = it.keys() - _READING_KEYS
+    if extra:
+        raise WireValueError(f"{where}: unknown fields {sorted(extra)[:5]}")
+    q = it.get("quality")
+    quality = _QUALITIES.get(q) if type(q) is str else None
+    if quality is None:
+        raise WireValueError(f"{where}.quality: not good, uncertain or bad")
+    value = check_number(it.get("value", ...), f"{where}.value", optional=True, text=True)
+    if value is None and quality is not Quality.BAD:
+        raise WireValueError(f"{where}.value: null in a reading that is not bad")
+    u = check_number(it.get("u"), f"{where}.u", optional=True, minimum=0)
+    k = check_number(it.get("k"), f"{where}.k", optional=True, minimum=0)
+    if (u is None) != (k is None):
+        raise WireValueError(f"{where}: u and k come together")
+    verification = it.get("verification")
+    if verification is not None and (type(verification) is not str
+                                     or verification not in VERIFICATION_STATES):
+        raise WireValueError(f"{where}.verification: unknown state")
+    return Reading(
+        ts_ns=check_ts(it.get("ts"), f"{where}.ts", ts_limit),
+        enterprise=ent,
+        gateway=gw,
+        device=dev,
+        channel=check_name(it.get("channel"), f"{where}.channel"),
+        quantity=check_name(it.get("quantity"), f"{where}.quantity"),
+        unit=check_text(it.get("unit"), f"{where}.unit") or "",
+        value=value,
+        raw=check_number(it.get("raw"), f"{where}.raw", optional=True, text=True),
+        quality=quality,
+        reason=check_text(it.get("reason"), f"{where}.reason", optional=True),
+        u=u,  # type: ignore[arg-type]
+        k=k,  # type: ignore[arg-type]
+        cert=check_text(it.get("cert"), f"{where}.cert", optional=True),
+        verification=verification,
+    )
 
 
 def encode_meta(meta: DeviceMeta) -> bytes:

@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -78,6 +79,39 @@ def make_client(
     if receive_maximum:
         props.ReceiveMaximum = receive_maximum
     return client, props
+
+
+class LinkLog:
+    """One log line when the broker cannot be reached or the connection drops, one when it is
+    back — never one per reconnect attempt, never silence (an operator must see an outage).
+
+    Call :meth:`up` from ``on_connect`` (success) and :meth:`down` from ``on_connect`` (refused)
+    and ``on_disconnect``; :meth:`watch` makes paho report failed connection attempts."""
+
+    def __init__(self, who: str, loaded: LoadedConfig) -> None:
+        cfg = loaded.config.mqtt
+        self.who = who
+        self.where = f"{cfg.host}:{cfg.port}"
+        self.is_down = False
+        self._lock = threading.Lock()
+
+    def watch(self, client: mqtt.Client) -> None:
+        client.on_connect_fail = lambda _c, _u: self.down("cannot connect")
+
+    def up(self) -> None:
+        with self._lock:
+            was_down, self.is_down = self.is_down, False
+        if was_down:
+            log.warning("%s: MQTT broker %s reachable again", self.who, self.where)
+        else:
+            log.info("%s: MQTT connected to %s", self.who, self.where)
+
+    def down(self, why: object) -> None:
+        with self._lock:
+            was_down, self.is_down = self.is_down, True
+        if not was_down:
+            log.warning("%s: MQTT broker %s unreachable (%s); retrying", self.who, self.where,
+                        why)
 
 
 def unique_client_id(prefix: str, *parts: str) -> str:

@@ -72,7 +72,7 @@ class _Strict(BaseModel):
 
 class ModbusChannel(_Strict):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
-    quantity: str
+    quantity: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]  # a measurement name
     unit: str
     description: str = ""
     function: Literal[3, 4]
@@ -115,7 +115,7 @@ class Dlt645Channel(_Strict):
     """A DL/T 645-2007 channel: one data identifier (``di``, eight hex digits DI3..DI0)."""
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
-    quantity: str
+    quantity: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]  # a measurement name
     unit: str
     description: str = ""
     di: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{8}$")]
@@ -210,7 +210,7 @@ class InstrumentChannel(_Strict):
     """
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
-    quantity: str
+    quantity: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]  # a measurement name
     unit: str
     description: str = ""
     function: str | None = None

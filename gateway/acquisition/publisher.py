@@ -15,7 +15,7 @@ import threading
 import paho.mqtt.client as mqtt
 
 from daq.config import LoadedConfig
-from gateway.mqtt import Will, connect_async, make_client
+from gateway.mqtt import LinkLog, Will, connect_async, make_client
 from gateway.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,16 @@ class Publisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.link = LinkLog("gateway", loaded)
+        self.link.watch(self.client)
 
     # paho thread ---------------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object,
                     _p: object = None) -> None:
         if getattr(rc, "is_failure", False):
-            log.warning("MQTT connection to %s refused: %s", self.loaded.config.mqtt.host, rc)
+            self.link.down(f"refused: {rc}")
             return
-        log.info("MQTT connected to %s:%s", self.loaded.config.mqtt.host,
-                 self.loaded.config.mqtt.port)
+        self.link.up()
         for topic, payload in self.on_connect_messages:
             client.publish(topic, payload, qos=1, retain=True)
         self._connected.set()
@@ -74,7 +75,7 @@ class Publisher:
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: object,
                        _p: object = None) -> None:
         if self._connected.is_set():
-            log.warning("MQTT disconnected (%s); buffering to the outbox", rc)
+            self.link.down(f"disconnected: {rc}; buffering to the outbox")
         self._connected.clear()
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, _rc: object,

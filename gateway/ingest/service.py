@@ -13,11 +13,14 @@ the storage connection and the spool. Storage backends are synchronous.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -25,7 +28,8 @@ from daq.alarms import AlarmPayloadError, decode_alarms
 from daq.config import LoadedConfig
 from daq.model import Reading
 from daq.payload import PayloadError, decode_data
-from gateway.mqtt import connect_async, make_client, unique_client_id
+from gateway.ingest.deadletters import DeadLetters
+from gateway.mqtt import LinkLog, connect_async, make_client, unique_client_id
 from gateway.outbox import Outbox
 from gateway.storage.base import Storage, StorageError
 
@@ -37,20 +41,36 @@ def stored_topic(topic: str) -> bool:
     return topic.endswith(("/data", "/alarms"))
 
 
-def readings_of(topic: str, payload: bytes) -> list[Reading]:
+def readings_of(topic: str, payload: bytes, *, now_ns: int | None = None) -> list[Reading]:
     """The readings a stored message becomes. An alarms message becomes its events, as
     readings of quantity ``alarm`` (measurement ``alarm`` in InfluxDB): channel = the alarm's
     key (``kind`` or ``kind:channel``), value 1 when raised and 0 when cleared, reason = the
-    alarm's reason, at the event's time. Raises PayloadError for a malformed message."""
-    if not topic.endswith("/alarms"):
-        return decode_data(payload)
-    try:
-        state = decode_alarms(payload)
-    except AlarmPayloadError as exc:
-        raise PayloadError(str(exc)) from exc
-    return [Reading(e.ts_ns, state.enterprise, state.gateway, state.device, e.alarm.key,
-                    "alarm", "", 1 if e.action == "raised" else 0, reason=e.alarm.reason)
-            for e in state.events]
+    alarm's reason, at the event's time.
+
+    Raises PayloadError for a malformed message, and for one whose enterprise, gateway or
+    device differ from its topic's (``daq/{enterprise}/{gateway}/{device}/data``): a
+    gateway allowed to publish only under its own prefix could otherwise store readings
+    under another's name."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "daq" or parts[4] not in ("data", "alarms"):
+        raise PayloadError(f"not a daq data or alarms topic: {topic[:120]!r}")
+    if parts[4] == "data":
+        readings = decode_data(payload, now_ns=now_ns)
+        first = readings[0]
+        said = (first.enterprise, first.gateway, first.device)
+    else:
+        try:
+            state = decode_alarms(payload, now_ns=now_ns)
+        except AlarmPayloadError as exc:
+            raise PayloadError(str(exc)) from exc
+        said = (state.enterprise, state.gateway, state.device)
+        readings = [Reading(e.ts_ns, state.enterprise, state.gateway, state.device,
+                            e.alarm.key, "alarm", "", 1 if e.action == "raised" else 0,
+                            reason=e.alarm.reason)
+                    for e in state.events]
+    if said != tuple(parts[1:4]):
+        raise PayloadError(f"payload names {'/'.join(said)} but was published on {topic!r}")
+    return readings
 
 
 @dataclass(slots=True)
@@ -59,6 +79,16 @@ class _Message:
     qos: int
     topic: str
     payload: bytes
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """A valid stored message and the readings it becomes."""
+
+    topic: str
+    payload: bytes
+    readings: list[Reading]
+    alarms: bool  # an alarms message: its readings are alarm events
 
 
 @dataclass
@@ -100,6 +130,10 @@ class Ingest:
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.link = LinkLog("ingest", loaded)
+        self.link.watch(self.client)
         self._lock = threading.Condition()
         self._inbox: list[_Message] = []
         self._stop = threading.Event()
@@ -107,15 +141,32 @@ class Ingest:
         self._thread: threading.Thread | None = None
         self.stats = IngestStats()
         self._spool: Outbox | None = None
-        self._dead: Outbox | None = None
+        self._dead: DeadLetters | None = None
+        self.failure: BaseException | None = None  # why the writer stopped, if it did
+        self.failed = threading.Event()
 
     # paho thread ---------------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object,
                     _p: object = None) -> None:
         if getattr(rc, "is_failure", False):
-            log.warning("ingest: MQTT connection refused: %s", rc)
+            self.link.down(f"refused: {rc}")
             return
+        self.link.up()
         client.subscribe(self.cfg.subscription, qos=1)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: object,
+                       _p: object = None) -> None:
+        if not self._stop.is_set():
+            self.link.down(f"disconnected: {rc}")
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, codes: list[Any],
+                      _p: object = None) -> None:
+        # subscribed once the broker's SUBACK grants it, not when SUBSCRIBE was sent: a
+        # message published in between would not reach us
+        if any(getattr(c, "is_failure", False) for c in codes):
+            log.error("ingest: the broker refused the subscription to %s: %s",
+                      self.cfg.subscription, codes)
+            return
         self._subscribed.set()
         log.info("ingest: subscribed to %s as %s", self.cfg.subscription, self.client_id)
 
@@ -155,91 +206,137 @@ class Ingest:
 
     # writer thread -------------------------------------------------------------------------
     def _writer(self) -> None:
-        self._spool = Outbox(self.loaded.resolve(self.cfg.spool))
-        self._dead = Outbox(self.loaded.resolve(self.cfg.dead_letter))
+        """The writer thread, supervised: a failure it cannot handle (the spool or the dead
+        letters cannot be written) is logged with its traceback and kept in
+        :attr:`failure`, and :attr:`failed` is set so the process can exit non-zero and be
+        restarted; what was not acknowledged is redelivered by the broker."""
+        try:
+            self._spool = Outbox(self.loaded.resolve(self.cfg.spool))
+            self._dead = DeadLetters(self.loaded.resolve(self.cfg.dead_letter))
+            self._write_loop()
+        except BaseException as exc:  # supervised boundary: record, log, let the owner exit
+            self.failure = exc
+            log.critical("ingest: the writer stopped: %s; nothing more is acknowledged",
+                         exc, exc_info=True)
+        finally:
+            if self.failure is not None:
+                self.failed.set()
+            for closable in (self._spool, self._dead, self.storage):
+                if closable is not None:
+                    with contextlib.suppress(sqlite3.Error, StorageError, OSError):
+                        closable.close()
+
+    def _write_loop(self) -> None:
+        assert self._spool is not None
         interval = self.cfg.batch_interval_ms / 1000
         backoff = 0.5
         outage_until = 0.0
-        try:
-            while True:
-                with self._lock:
-                    if not self._inbox and not self._stop.is_set():
-                        self._lock.wait(interval)
-                    batch, self._inbox = self._inbox, []
-                if batch and not self._handle(batch, write=time.monotonic() >= outage_until):
+        while True:
+            with self._lock:
+                if not self._inbox and not self._stop.is_set():
+                    self._lock.wait(interval)
+                batch, self._inbox = self._inbox, []
+            if batch and not self._handle(batch, write=time.monotonic() >= outage_until):
+                outage_until = time.monotonic() + backoff
+                backoff = min(backoff * 2, 30.0)
+            if self._spool.count() and time.monotonic() >= outage_until:
+                if self._replay():
+                    backoff = 0.5
+                else:
                     outage_until = time.monotonic() + backoff
                     backoff = min(backoff * 2, 30.0)
-                if self._spool.count() and time.monotonic() >= outage_until:
-                    if self._replay():
-                        backoff = 0.5
-                    else:
-                        outage_until = time.monotonic() + backoff
-                        backoff = min(backoff * 2, 30.0)
-                if self._stop.is_set():
-                    with self._lock:
-                        if not self._inbox:
-                            return
-        finally:
-            self._spool.close()
-            self._dead.close()
-            self.storage.close()
+            if self._stop.is_set():
+                with self._lock:
+                    if not self._inbox:
+                        return
 
-    def _handle(self, batch: list[_Message], *, write: bool) -> bool:
-        """Write (or spool) one batch and acknowledge it; False if the storage is down."""
-        ok = True
-        readings: list[Reading] = []
-        events = 0  # of the readings, alarm events (not counted as readings)
-        data: list[_Message] = []
-        for m in batch:
+    def _parse(self, messages: list[_Message]) -> list[_Parsed]:
+        """The stored messages of a batch as readings; each invalid one dead-lettered alone,
+        with its reason."""
+        assert self._dead is not None
+        now = time.time_ns()
+        parsed: list[_Parsed] = []
+        for m in messages:
             if not stored_topic(m.topic):
                 continue  # meta and status: retained, nothing to store
             try:
-                got = readings_of(m.topic, m.payload)
-                readings.extend(got)
-                if m.topic.endswith("/alarms"):
-                    events += len(got)
-                data.append(m)
+                got = readings_of(m.topic, m.payload, now_ns=now)
             except PayloadError as exc:
-                assert self._dead is not None
-                self._dead.put_many([(m.topic, m.payload)])
+                self._dead.put_many([(m.topic, m.payload)], f"invalid: {exc}")
                 self.stats.rejected_messages += 1
-                log.warning("ingest: malformed message on %s (%s); kept in %s", m.topic, exc,
-                            self._dead.path)
-        if readings and write:
-            try:
-                self.storage.write(readings)
-                self.stats.written_readings += len(readings) - events
-                self.stats.written_alarm_events += events
-                self.stats.written_messages += len(data)
-                if self.on_written is not None:
-                    self.on_written(readings)
-            except StorageError as exc:
-                self.stats.write_errors += 1
-                self._keep([(m.topic, m.payload) for m in data], exc)
-                ok = not exc.retryable
-        elif readings:
-            assert self._spool is not None
-            self._spool.put_many([(m.topic, m.payload) for m in data])
-            self.stats.spooled_messages += len(data)
-        for m in batch:  # acknowledged in arrival order, once written or spooled
+                log.warning("ingest: invalid message on %s (%s); kept in %s",
+                            m.topic[:120], exc, self._dead.path)
+                continue
+            parsed.append(_Parsed(m.topic, m.payload, got, m.topic.endswith("/alarms")))
+        return parsed
+
+    def _handle(self, batch: list[_Message], *, write: bool) -> bool:
+        """Write (or spool) one batch and acknowledge it; False if the storage is down."""
+        parsed = self._parse(batch)
+        ok = True
+        if parsed and write:
+            rest = self._store(parsed)
+            if rest:
+                self._spool_parsed(rest)
+                ok = False
+        elif parsed:
+            self._spool_parsed(parsed)
+        for m in batch:  # acknowledged in arrival order, once written, spooled or dead-lettered
             if m.qos > 0:
                 self.client.ack(m.mid, m.qos)
         return ok
 
-    def _keep(self, messages: list[tuple[str, bytes]], exc: StorageError) -> None:
-        """A batch the storage did not take: spool it (to retry) or dead-letter it."""
-        assert self._spool is not None
+    def _store(self, parsed: list[_Parsed]) -> list[_Parsed]:
+        """Write messages; return those not written because the storage is down (to spool).
+
+        A batch the storage refuses for good is halved until the refused messages stand
+        alone: they are dead-lettered with the storage's reason, the rest written. An
+        unexpected exception from a backend is handled the same way (logged with its
+        traceback), so one poison message can neither stop the writer nor take good
+        messages with it."""
         assert self._dead is not None
-        if exc.retryable:
-            log.warning("ingest: storage write failed (%s); spooling %d messages to disk",
-                        exc, len(messages))
-            self._spool.put_many(messages)
-            self.stats.spooled_messages += len(messages)
+        readings = [r for p in parsed for r in p.readings]
+        try:
+            self.storage.write(readings)
+        except StorageError as exc:
+            self.stats.write_errors += 1
+            if exc.retryable:
+                log.warning("ingest: storage write failed (%s); spooling %d messages to disk",
+                            exc, len(parsed))
+                return parsed
+            reason = f"refused by storage: {exc}"
+        except Exception as exc:  # a backend's bug on some input: isolate it, never die of it
+            self.stats.write_errors += 1
+            log.error("ingest: storage raised %s on %d messages", type(exc).__name__,
+                      len(parsed), exc_info=len(parsed) == 1)
+            reason = f"storage failed: {type(exc).__name__}: {exc}"
         else:
-            log.error("ingest: storage refused %d messages for good (%s); kept in %s",
-                      len(messages), exc, self._dead.path)
-            self._dead.put_many(messages)
-            self.stats.rejected_messages += len(messages)
+            self._count_written(parsed, readings)
+            return []
+        if len(parsed) > 1:
+            half = len(parsed) // 2
+            rest = self._store(parsed[:half])
+            if rest:  # the storage went down meanwhile: spool the second half unwritten
+                return rest + parsed[half:]
+            return self._store(parsed[half:])
+        (p,) = parsed
+        log.error("ingest: message on %s kept in %s: %s", p.topic[:120], self._dead.path, reason)
+        self._dead.put_many([(p.topic, p.payload)], reason)
+        self.stats.rejected_messages += 1
+        return []
+
+    def _count_written(self, parsed: list[_Parsed], readings: list[Reading]) -> None:
+        events = sum(len(p.readings) for p in parsed if p.alarms)
+        self.stats.written_readings += len(readings) - events
+        self.stats.written_alarm_events += events
+        self.stats.written_messages += len(parsed)
+        if self.on_written is not None:
+            self.on_written(readings)
+
+    def _spool_parsed(self, parsed: list[_Parsed]) -> None:
+        assert self._spool is not None
+        self._spool.put_many([(p.topic, p.payload) for p in parsed])
+        self.stats.spooled_messages += len(parsed)
 
     def _replay(self) -> bool:
         """Write spooled messages to storage; False if the storage is still down."""
@@ -249,21 +346,9 @@ class Ingest:
             if not rows:
                 log.info("ingest: spool replayed; storage is back")
                 return True
-            readings: list[Reading] = []
-            events = 0
-            for _, topic, payload, _ in rows:
-                got = readings_of(topic, payload)
-                readings.extend(got)
-                events += len(got) if topic.endswith("/alarms") else 0
-            try:
-                self.storage.write(readings)
-            except StorageError as exc:
-                if exc.retryable:
-                    log.debug("ingest: storage still unavailable: %s", exc)
-                    return False
-                self._keep([(topic, payload) for _, topic, payload, _ in rows], exc)
-            else:
-                self.stats.written_readings += len(readings) - events
-                self.stats.written_alarm_events += events
-                self.stats.written_messages += len(rows)
+            parsed = self._parse([_Message(0, 0, topic, payload) for _, topic, payload, _ in rows])
+            rest = self._store(parsed)
+            if rest:
+                log.debug("ingest: storage still unavailable")
+                return False
             self._spool.ack(row[0] for row in rows)

@@ -43,17 +43,20 @@ def test_book_raises_once_keeps_since_and_clears() -> None:
 
 
 def test_payload_round_trip_and_schema() -> None:
+    t0 = 1_780_000_000 * 10**9  # a plausible instant (the decoder refuses a clock never set)
     book = AlarmBook()
-    book.raise_(Alarm(AlarmKind.DRIFT, 5, "CUSUM", channel="v", details={"rate_per_day": 1e-4}))
-    book.raise_(Alarm(AlarmKind.COMMUNICATION, 6, "timeout", severity="critical"))
+    book.raise_(Alarm(AlarmKind.DRIFT, t0 + 5, "CUSUM", channel="v",
+                      details={"rate_per_day": 1e-4}))
+    book.raise_(Alarm(AlarmKind.COMMUNICATION, t0 + 6, "timeout", severity="critical"))
     events = book.drain()
-    raw = encode_alarms("ent", "gw", "dev", 7, book.active, events)
+    raw = encode_alarms("ent", "gw", "dev", t0 + 7, book.active, events)
     jsonschema.validate(orjson.loads(raw), SCHEMA)
     state = decode_alarms(raw)
-    assert (state.enterprise, state.gateway, state.device, state.ts_ns) == ("ent", "gw", "dev", 7)
+    assert (state.enterprise, state.gateway, state.device, state.ts_ns) == (
+        "ent", "gw", "dev", t0 + 7)
     assert {a.key for a in state.alarms} == {"drift:v", "communication"}
     assert [e.alarm for e in state.events] == [e.alarm for e in events]
-    cleared = encode_alarms("ent", "gw", "dev", 8, [])
+    cleared = encode_alarms("ent", "gw", "dev", t0 + 8, [])
     jsonschema.validate(orjson.loads(cleared), SCHEMA)
     assert decode_alarms(cleared).alarms == ()
     assert alarms_topic("ent", "gw", "dev") == "daq/ent/gw/dev/alarms"
