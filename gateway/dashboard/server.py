@@ -65,7 +65,9 @@ class Dashboard:
         self.alarms = AlarmsApi(self.state, self.alarm_log, options.token)
         self.chains = ChainView(options.registry, options.tz)
         self.loops = [Supervised("dashboard-broadcast", self.sse.run),
-                      Supervised("dashboard-energy", self.energy.run)]
+                      # a bug in the summary: retried at the refresh rate, not every second
+                      Supervised("dashboard-energy", self.energy.run,
+                                 restart_after_s=options.energy_refresh_s)]
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.port = options.port
