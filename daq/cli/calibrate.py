@@ -1,6 +1,7 @@
-"""``daq calibrate run|resume|simulate`` and ``daq cert verify``: calibration sessions at the
-bench (issue 5). A composition root like ``daq/cli/main.py``: imports of the other packages stay
-inside the commands. Documentation: ``docs/calibration-sessions.md``."""
+"""``daq calibrate run|resume|simulate``: calibration sessions at the bench (issue 5). Imports
+of the other packages stay inside the commands. ``daq cert verify`` (checking a session's
+report against the registry) is in :mod:`daq.cli.cert`. Documentation:
+``docs/calibration-sessions.md``."""
 
 from __future__ import annotations
 
@@ -13,15 +14,7 @@ from typing import Any
 
 import click
 
-from daq.cli.common import (
-    EXIT_CONFIG,
-    open_registry,
-    or_exit,
-    registry_option,
-    registry_path_default,
-    run,
-    who,
-)
+from daq.cli.common import EXIT_CONFIG, open_registry, or_exit, registry_option, run, who
 from daq.config.yamlsrc import SourceErrors
 
 EXIT_FAILED = 1
@@ -52,13 +45,6 @@ def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str | int | float]:
     return out
 
 
-def register(main: click.Group, cert: click.Group) -> None:
-    """Add ``daq calibrate`` to ``main`` and ``verify`` to ``daq cert`` (called once, at the
-    end of ``daq/cli/main.py``)."""
-    main.add_command(calibrate)
-    cert.add_command(cert_verify)
-
-
 @calibrate.command("run")
 @click.argument("procedure_file", metavar="PROCEDURE", type=click.Path(dir_okay=False))
 @click.option("--dut", "dut_id", default=None, help="DUT instrument id (default: the procedure's).")
@@ -74,11 +60,11 @@ def register(main: click.Group, cert: click.Group) -> None:
 @click.option("--certificate-id", default=None, help="Certificate id (default: CAL-SESSION).")
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE",
               help="A measured condition for the certificate, e.g. temperature_C=23.1.")
-@registry_option
-def calibraterun(procedure_file: str, dut_id: str | None, ref_id: str | None,
+@registry_option()
+def calibrate_run(procedure_file: str, dut_id: str | None, ref_id: str | None,
                   unattended: bool, plain: bool, journal_path: str | None,
                   report_path: str | None, certificate_id: str | None, env: tuple[str, ...],
-                  registry_path: str | None) -> None:
+                  registry_path: str) -> None:
     """Run the calibration PROCEDURE (YAML) on the DUT against the reference: a journaled
     session that ends with a certificate in the registry and an HTML report."""
     from calibration.procedure import load_procedure
@@ -96,7 +82,7 @@ def calibraterun(procedure_file: str, dut_id: str | None, ref_id: str | None,
     if unattended and not proc.commandable():
         _fail(f"{procedure_file}: --yes runs unattended, but some setpoints prompt the "
               "technician; run without --yes")
-    registry = str(Path(registry_path or registry_path_default()).resolve())
+    registry = str(Path(registry_path).resolve())
     try:
         _context(registry, dut, ref)  # refuse early: unknown DUT, broken chain
     except BenchError as exc:
@@ -287,23 +273,4 @@ def calibrate_simulate(dut_port: int, ref_port: int, gain_ppm: float, offset_uv:
         _fail(f"cannot serve: {exc}", EXIT_FAILED)
 
 
-@click.command("verify")
-@click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@registry_option
-def cert_verify(file: str, registry_path: str | None) -> None:
-    """Check the certificate a report FILE carries against the registry: exit 0 when its
-    SHA-256 matches the registry's record and audit log, 1 naming the mismatch."""
-    from gateway.bench.report import verify_report
-
-    text = Path(file).read_text(encoding="utf-8")
-    with open_registry(registry_path) as reg:
-        res = verify_report(text, reg)
-    if not res.ok:
-        for p in res.problems:
-            click.echo(f"{file}: {p}", err=True)
-        sys.exit(EXIT_FAILED)
-    click.echo(f"{file}: certificate {res.certificate} matches the registry "
-               f"(sha256 {res.sha256})")
-
-
-__all__ = ["calibrate", "cert_verify", "register"]
+__all__ = ["calibrate"]

@@ -1,6 +1,7 @@
-"""What the ``daq`` command modules share: running a coroutine until a stop, and opening
-the calibration registry. ``daq/cli/main.py`` and the command modules beside it
-(``cli_calibrate``, ``cli_verify``) import from here, never from each other."""
+"""What the ``daq`` command modules share: running a coroutine until a stop, loading a site
+file, the one ``--registry`` option and opening the calibration registry. The command modules
+(``daq/cli/*.py``) import from here, never from each other; ``daq/cli/main.py`` imports them
+all to register their commands."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import click
 
 EXIT_CONFIG = 2
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 async def _stoppable(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -35,8 +37,13 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
         sys.exit(0)
 
 
+DEFAULT_REGISTRY = "var/registry.sqlite"
+RECORDS_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def registry_path_default() -> str:
-    return os.environ.get("DAQ_REGISTRY") or "var/registry.sqlite"
+    """``$DAQ_REGISTRY``, else ``var/registry.sqlite`` (relative to the working directory)."""
+    return os.environ.get("DAQ_REGISTRY") or DEFAULT_REGISTRY
 
 
 def who() -> str:
@@ -45,9 +52,33 @@ def who() -> str:
     return os.environ.get("DAQ_USER") or getpass.getuser()
 
 
-registry_option = click.option(
-    "--registry", "registry_path", default=None, type=click.Path(dir_okay=False),
-    help="Registry file (default: $DAQ_REGISTRY or var/registry.sqlite).")
+def registry_option(*, records_files: bool = False,
+                    optional: bool = False) -> Callable[[F], F]:
+    """The ``--registry FILE`` option of every command that reads calibration records; the
+    command gets the path as ``registry_path``, the default already applied: ``$DAQ_REGISTRY``,
+    else ``var/registry.sqlite``.
+
+    ``records_files``: the command also reads a records file (.yaml/.yml/.json) directly
+    (:func:`load_record_set`). ``optional``: the command runs without a registry too (the
+    dashboard: no traceability chains); the default then applies only when that file exists,
+    else the command gets None.
+    """
+    what = ("Calibration registry (SQLite), or a records file (.yaml/.yml/.json) read "
+            "directly" if records_files else "Calibration registry (SQLite)")
+    default = ("$DAQ_REGISTRY, else var/registry.sqlite if it exists, else none: no "
+               "traceability chains" if optional else "$DAQ_REGISTRY, else var/registry.sqlite")
+
+    def resolve(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            return value
+        path = registry_path_default()
+        if optional and not os.environ.get("DAQ_REGISTRY") and not os.path.isfile(path):
+            return None
+        return path
+
+    return click.option("--registry", "registry_path", default=None, metavar="FILE",
+                        type=click.Path(dir_okay=False), callback=resolve,
+                        help=f"{what} (default: {default}).")
 
 
 def open_registry(path: str | None, create: bool = False) -> Any:
@@ -58,6 +89,19 @@ def open_registry(path: str | None, create: bool = False) -> Any:
     except RegistryError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def load_record_set(path: str) -> Any:
+    """All the records (a :class:`calibration.records.RecordSet`) of a records file
+    (.yaml/.yml/.json) or of a registry; exit 2 on errors."""
+    from calibration.records import RecordSet, load_records
+
+    if path.lower().endswith(RECORDS_SUFFIXES):
+        return or_exit(load_records, path)
+    with open_registry(path) as reg:
+        return RecordSet.model_validate({
+            "instruments": reg.list("instrument"), "certificates": reg.list("certificate"),
+            "verifications": reg.list("verification")})
 
 
 def or_exit(load: Callable[..., T], *args: Any) -> T:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from daq.cli.common import EXIT_CONFIG, load_site, registry_option, run
 from daq.config.yamlsrc import SourceErrors
 
 
@@ -28,8 +29,7 @@ def read_token(token_file: str | None) -> str | None:
               help="Address to bind (127.0.0.1: this computer only).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="TCP port (0 picks a free one).")
-@click.option("--registry", "registry_path", default=None, type=click.Path(dir_okay=False),
-              help="Calibration registry for traceability chains (default: $DAQ_REGISTRY).")
+@registry_option(optional=True)
 @click.option("--topic", default="daq/#", show_default=True,
               help="MQTT subscription (e.g. daq/my-enterprise/#).")
 @click.option("--tz", default="Asia/Shanghai", show_default=True,
@@ -52,14 +52,12 @@ def dashboard(config: str, host: str, port: int, registry_path: str | None, topi
     """Serve the web dashboard of CONFIG's broker and storage on http://HOST:PORT/."""
     from zoneinfo import ZoneInfoNotFoundError
 
-    from daq.cli.common import EXIT_CONFIG, load_site, run
     from gateway.dashboard import DashboardOptions, serve
     from gateway.energy.accounting import EnergyRules
 
     loaded = load_site(config)
-    registry = registry_path or os.environ.get("DAQ_REGISTRY") or None
     options = DashboardOptions(
-        host=host, port=port, topic=topic, registry=registry, token=read_token(token_file),
+        host=host, port=port, topic=topic, registry=registry_path, token=read_token(token_file),
         alarm_log=alarm_log or str(loaded.resolve("var/dashboard.sqlite")), tz=tz,
         energy_channel=energy_channel,
         rules=EnergyRules(register_max=register_max, max_interpolate_s=max_interpolate_s))

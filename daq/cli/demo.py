@@ -1,8 +1,8 @@
 """``daq demo``: simulated meters → gateway → MQTT → ingest → historian, live table, and the
 web dashboard (``--no-dashboard`` leaves it out) on http://127.0.0.1:8080/ or a free port.
 
-This module is a composition root, like the CLI: it alone (with ``daq.cli``) ties the
-simulators, the gateway and storage together, and it is imported only when the command runs.
+A composition root: it ties the simulators, the gateway and storage together, importing them
+only when the command runs.
 """
 
 from __future__ import annotations
@@ -11,15 +11,20 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.live import Live
+import click
+
+from daq.cli.common import EXIT_CONFIG, run
+from daq.config.yamlsrc import SourceErrors
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from daq.config import LoadedConfig
     from gateway.dashboard import Dashboard
     from gateway.dashboard.terminal import LiveFeed
@@ -35,8 +40,29 @@ DEMO_METERS = (("sdm630", "incomer", 1), ("dtsu666", "furnace-1", 2),
 log = logging.getLogger(__name__)
 
 
+@click.command()
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
+              help="Demo site config (default: config/demo.yaml).")
+@click.option("--plain", is_flag=True, help="Print a plain table every few seconds.")
+@click.option("--no-dashboard", is_flag=True, help="Do not start the web dashboard.")
+def demo(duration: float | None, config_file: str | None, plain: bool,
+         no_dashboard: bool) -> None:
+    """Simulated meters → gateway → MQTT → ingest → historian, with a live table and the
+    web dashboard (http://127.0.0.1:8080/, or a free port if 8080 is taken)."""
+    try:
+        code = run(run_demo(duration, config_file, plain, dashboard=not no_dashboard))
+    except SourceErrors as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    sys.exit(code)
+
+
 async def run_demo(duration_s: float | None, config_file: str | None, plain: bool,
                    dashboard: bool = True) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
     from daq.config import load_config
     from gateway.acquisition.service import GatewayService
     from gateway.dashboard.terminal import LiveFeed, render

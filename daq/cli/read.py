@@ -1,17 +1,32 @@
-"""``daq read``: poll one device once and show what came back — the commissioning tool."""
+"""``daq read CONFIG --device ID``: poll one device once and show what came back — the
+commissioning tool."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-from rich.console import Console
-from rich.table import Table
+import click
 
-from daq.config import LoadedConfig
+from daq.cli.common import load_site, run
 from daq.model import Quality, Reading
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from daq.config import LoadedConfig
+
+
+@click.command()
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--device", "device_id", required=True, help="Device id from the config.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def read(config_file: str, device_id: str, as_json: bool) -> None:
+    """Poll one device once and print its channels (commissioning)."""
+    loaded = load_site(config_file)
+    code = run(read_device(loaded, device_id, as_json))
+    sys.exit(code)
 
 
 async def _noop(_: list[Reading]) -> None:
@@ -20,6 +35,9 @@ async def _noop(_: list[Reading]) -> None:
 
 async def read_device(loaded: LoadedConfig, device_id: str, as_json: bool) -> int:
     """Poll ``device_id`` once; print a table or JSON. Returns 0 if every channel is good."""
+    import orjson
+    from rich.console import Console
+
     from gateway.acquisition.poller import build_coordinators
 
     # piped output (logs, scripts) is not cut to 80 columns
@@ -58,6 +76,8 @@ def _as_dict(r: Reading) -> dict[str, Any]:
 
 
 def _table(device: str, endpoint: str, readings: list[Reading]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{device} @ {endpoint}")
     for col in ("channel", "quantity", "value", "raw", "unit", "quality", "time (UTC)"):
         table.add_column(col, justify="right" if col in ("value", "raw") else "left")

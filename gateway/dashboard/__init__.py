@@ -6,6 +6,7 @@ acknowledgement, and energy accounting in kWh and tonnes of standard coal equiva
 See ``docs/dashboard.md``.
 """
 
-from gateway.dashboard.server import Dashboard, DashboardOptions, serve
+from gateway.dashboard.options import DashboardOptions
+from gateway.dashboard.server import Dashboard, serve
 
 __all__ = ["Dashboard", "DashboardOptions", "serve"]

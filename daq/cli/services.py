@@ -1,0 +1,53 @@
+"""The long-running services of a site: ``daq gateway CONFIG`` (poll, outbox, MQTT) and
+``daq ingest CONFIG`` (MQTT → storage). Both stop cleanly on Ctrl-C and SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from daq.cli.common import load_site, run
+
+
+@click.command()
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--gateway", "gateway_id", default=None, help="Gateway id (default: the first).")
+def gateway(config_file: str, gateway_id: str | None) -> None:
+    """Run a gateway: poll its devices and publish to MQTT through the durable outbox."""
+    from gateway.acquisition.service import GatewayService
+
+    loaded = load_site(config_file)
+
+    async def go() -> None:
+        await GatewayService(loaded, gateway_id).run()
+
+    run(go())
+
+
+@click.command()
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--client-id", default=None,
+              help="Fixed MQTT client id: a persistent session kept across restarts.")
+def ingest(config_file: str, client_id: str | None) -> None:
+    """Subscribe to the gateways' data and write it to storage."""
+    import time
+
+    from gateway.ingest.service import Ingest
+    from gateway.storage import open_storage
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    loaded = load_site(config_file)
+    ing = Ingest(loaded, open_storage(loaded), client_id=client_id)
+    ing.start()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        ing.stop()
+        s = ing.stats
+        click.echo(f"\ningest stopped: {s.written_readings} readings written, "
+                   f"{s.spooled_messages} messages spooled", err=True)

@@ -1,0 +1,80 @@
+"""A certificate's traceability chain, from the calibration registry (``--registry`` or
+``$DAQ_REGISTRY``): ``GET /api/chain/CERT`` (JSON) and ``GET /chain/CERT`` (a small HTML page).
+
+The chain is the certificate's instrument's chain today in the dashboard's time zone,
+resolved by :func:`calibration.chain.resolve`; the registry is opened read-only per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from aiohttp import web
+
+
+class ChainView:
+    def __init__(self, registry: str | None, tz: str) -> None:
+        self.registry = registry
+        self.tz = tz
+
+    def chain(self, cert_id: str) -> dict[str, Any]:
+        """The chain of ``cert_id`` as JSON-ready data; HTTP 404 when there is none."""
+        from calibration.chain import Records, resolve
+        from calibration.records import Certificate, Instrument
+        from calibration.registry import Registry, RegistryError
+
+        if self.registry is None:
+            raise web.HTTPNotFound(text="no calibration registry configured "
+                                        "(daq dashboard --registry FILE or DAQ_REGISTRY)")
+        try:
+            with Registry(self.registry, create=False, read_only=True) as reg:
+                cert = reg.get("certificate", cert_id)
+                instruments = [r for r in reg.list("instrument") if isinstance(r, Instrument)]
+                certs = [r for r in reg.list("certificate") if isinstance(r, Certificate)]
+        except RegistryError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+        if not isinstance(cert, Certificate):
+            raise web.HTTPNotFound(text=f"no certificate {cert_id!r} in the registry")
+        today = dt.datetime.now(ZoneInfo(self.tz)).date()
+        chain = resolve(Records.of(instruments, certs), cert.instrument, today)
+        return {"certificate": cert_id, "instrument": cert.instrument, "at": today.isoformat(),
+                "ok": chain.ok, "chain": chain.as_dict()}
+
+    async def api_chain(self, request: web.Request) -> web.Response:
+        doc = await asyncio.to_thread(self.chain, request.match_info["cert"])
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
+    async def html_chain(self, request: web.Request) -> web.Response:
+        doc = await asyncio.to_thread(self.chain, request.match_info["cert"])
+        return web.Response(text=render_chain(doc), content_type="text/html")
+
+
+def render_chain(doc: dict[str, Any]) -> str:
+    """The HTML page of :meth:`ChainView.chain`'s result: every link, nested, each marked
+    ✔ or ✘ with its problems."""
+
+    def link(d: dict[str, Any]) -> str:
+        mark = "✔" if not d["problems"] else "✘"
+        probs = "".join(f"<li class=bad>{html.escape(p)}</li>" for p in d["problems"])
+        refs = "".join(link(r) for r in d["references"])
+        u = f", u ≤ {d['u']:.3g}" if d.get("u") is not None else ""
+        return (f"<li><b>{mark} {html.escape(d['instrument'])}</b> — "
+                f"{html.escape(d['certificate'] or 'no certificate')} (valid at {d['at']}"
+                f"{', expires ' + d['expires'] if d['expires'] else ''}{u})"
+                f"<ul>{probs}{refs}</ul></li>")
+
+    return (f"<!doctype html><meta charset=utf-8><meta name=viewport "
+            f"content='width=device-width,initial-scale=1'><link rel=stylesheet "
+            f"href='/static/app.css'><title>Chain of {html.escape(doc['certificate'])}"
+            f"</title><main class=page><p><a href='/'>← dashboard</a></p>"
+            f"<h1>Traceability of {html.escape(doc['instrument'])}</h1>"
+            f"<p>certificate {html.escape(doc['certificate'])}, at {doc['at']}: "
+            f"<b class={'ok' if doc['ok'] else 'bad'}>"
+            f"{'chain intact' if doc['ok'] else 'chain broken'}</b> "
+            f"(<a href='/api/chain/{html.escape(doc['certificate'])}'>JSON</a>)</p>"
+            f"<ul class=chain>{link(doc['chain'])}</ul></main>")
