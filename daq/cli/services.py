@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import click
 
@@ -31,8 +32,6 @@ def gateway(config_file: str, gateway_id: str | None) -> None:
               help="Fixed MQTT client id: a persistent session kept across restarts.")
 def ingest(config_file: str, client_id: str | None) -> None:
     """Subscribe to the gateways' data and write it to storage."""
-    import time
-
     from gateway.ingest.service import Ingest
     from gateway.storage import open_storage
 
@@ -44,10 +43,17 @@ def ingest(config_file: str, client_id: str | None) -> None:
     ing = Ingest(loaded, open_storage(loaded), client_id=client_id)
     ing.start()
     try:
-        while True:
-            time.sleep(1)
+        while not ing.failed.wait(1):
+            pass
     except KeyboardInterrupt:
         ing.stop()
         s = ing.stats
         click.echo(f"\ningest stopped: {s.written_readings} readings written, "
-                   f"{s.spooled_messages} messages spooled", err=True)
+                   f"{s.spooled_messages} messages spooled, {s.rejected_messages} rejected",
+                   err=True)
+        return
+    # the writer could not go on: exit non-zero so a service manager restarts us; what was
+    # not acknowledged stays with the broker and is delivered again
+    ing.stop(drain_s=0)
+    click.echo(f"ingest failed: {ing.failure}", err=True)
+    sys.exit(1)
