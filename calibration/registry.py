@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from calibration.errors import CalibrationError
 from calibration.records import (
     KINDS,
     Kind,
@@ -68,7 +69,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 """
 
 
-class RegistryError(Exception):
+class RegistryError(CalibrationError):
     """A change the registry refuses (unknown reference, record in use, missing record)."""
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from daq.errors import DaqError
+
 ALARMS_SCHEMA = "daq.alarms/1"
 
 
@@ -42,7 +44,7 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
-class AlarmPayloadError(ValueError):
+class AlarmPayloadError(DaqError, ValueError):
     """A message on an alarms topic that is not a valid alarms payload."""
 
 

@@ -11,13 +11,14 @@ from typing import Any
 
 import orjson
 
+from daq.errors import DaqError
 from daq.model import DeviceMeta, Quality, Reading
 
 DATA_SCHEMA = "daq.data/1"
 META_SCHEMA = "daq.meta/1"
 
 
-class PayloadError(ValueError):
+class PayloadError(DaqError, ValueError):
     """A message on a daq topic that is not a valid daq payload."""
 
 
