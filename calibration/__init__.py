@@ -4,10 +4,13 @@ calibration records (instruments, certificates, verifications) with their audite
 
 No I/O outside ``records.load_records`` and ``registry``, no asyncio: functions from numbers
 and certificates to numbers with uncertainty, vectorised with numpy.
+
+Every error it raises on purpose is a :class:`CalibrationError` (``calibration.errors``).
 """
 
 from calibration.chain import Link, Records, resolve
 from calibration.drift import DriftError, DriftReport, analyse
+from calibration.errors import CalibrationError, CalibrationSourceErrors
 from calibration.models import (
     CorrectionModel,
     GainOffset,
@@ -26,6 +29,7 @@ from calibration.records import (
     Instrument,
     Point,
     Range,
+    RecordsError,
     RecordSet,
     VerificationRecord,
     load_records,
@@ -58,6 +62,8 @@ __all__ = [
     "Accuracy",
     "AuditEntry",
     "Budget",
+    "CalibrationError",
+    "CalibrationSourceErrors",
     "Certificate",
     "Contribution",
     "CorrectionModel",
@@ -75,6 +81,7 @@ __all__ = [
     "Range",
     "RecordSet",
     "Records",
+    "RecordsError",
     "Register",
     "Registry",
     "RegistryError",

@@ -20,12 +20,14 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from calibration.errors import CalibrationError
+
 __all__ = ["Decision", "DecisionError", "Rule", "Zone", "accept", "decide", "tur", "zone"]
 
 _SLACK = 1e-12
 
 
-class DecisionError(ValueError):
+class DecisionError(CalibrationError, ValueError):
     """Inputs a conformity decision cannot be made from."""
 
 

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from calibration.errors import CalibrationError
 from calibration.legal import class_number
 from calibration.records import Certificate, Instrument
 from calibration.uncertainty import coverage_factor
@@ -51,7 +52,7 @@ BAND_K = 2.0
 MAX_HORIZON_DAYS = 20 * 365
 
 
-class DriftError(Exception):
+class DriftError(CalibrationError):
     """Drift cannot be analysed (too few certificates, no MPE at any point)."""
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from calibration.errors import located
 from calibration.records import EnergyType, Instrument, MeasurementLevel
 from daq.config.yamlsrc import load_yaml, validated
 
@@ -167,11 +168,13 @@ def class_number(name: str) -> tuple[float, int]:
     return float(m.group(1)), 0 if m.group(2) else 1
 
 
+@located
 def load_periods(file: str | Path = DEFAULT_PERIODS) -> VerificationPeriods:
     """Load ``verification-periods.yaml``; :class:`SourceErrors` (FILE:LINE) on problems."""
     return validated(VerificationPeriods, load_yaml(file, env={}))
 
 
+@located
 def load_classes(file: str | Path = DEFAULT_CLASSES) -> Gb17167Classes:
     """Load ``gb17167-classes.yaml``; :class:`SourceErrors` (FILE:LINE) on problems."""
     return validated(Gb17167Classes, load_yaml(file, env={}))

@@ -35,6 +35,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from calibration.errors import CalibrationError
+
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 
-class ModelError(ValueError):
+class ModelError(CalibrationError, ValueError):
     """A correction model cannot be built, fitted, read from data or inverted."""
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration.decision import Rule
+from calibration.errors import located
 from calibration.uncertainty import Distribution
 from daq.config.yamlsrc import (
     Located,
@@ -277,6 +278,7 @@ def problems(proc: Procedure) -> list[tuple[Path_, str]]:
     return out
 
 
+@located
 def procedure_from_located(loc: Located) -> Procedure:
     if not isinstance(loc.data, dict):
         raise SourceErrors([loc.error((), "expected a mapping (a calibration procedure)")])
@@ -287,12 +289,14 @@ def procedure_from_located(loc: Located) -> Procedure:
     return proc
 
 
+@located
 def load_procedure(file: str | Path) -> Procedure:
     """Load and check a procedure file; :class:`SourceErrors` with FILE:LINE: field: message.
     ``${ENV_VAR:-default}`` in strings is substituted (e.g. a simulator's port)."""
     return procedure_from_located(load_yaml(file))
 
 
+@located
 def procedure_from_text(text: str, name: str) -> Procedure:
     """The same from text (a session journal keeps the procedure it ran)."""
     return procedure_from_located(load_yaml_text(text, name))

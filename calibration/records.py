@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from calibration.errors import CalibrationError, located
 from calibration.models import ModelError, model_from_dict
 from daq.config.yamlsrc import (
     Located,
@@ -37,6 +38,10 @@ EnergyType = Literal["electricity", "water", "natural_gas", "steam", "heat", "co
 MeasurementLevel = Literal["enterprise_boundary", "secondary_unit", "main_equipment"]
 KINDS: tuple[Kind, ...] = ("instrument", "certificate", "verification")
 Role = Literal["working", "reference", "national_standard"]
+
+
+class RecordsError(CalibrationError, ValueError):
+    """Records that do not fit together (certificates that reference each other in a cycle)."""
 
 
 class _Record(BaseModel):
@@ -334,15 +339,17 @@ def cross_check(records: RecordSet, known: Lookup | None = None) -> list[tuple[P
                              f"unknown instrument {ver.instrument!r}"))
     try:
         dependency_order(records.certificates)
-    except ValueError as exc:
+    except RecordsError as exc:
         problems.append((("certificates",), str(exc)))
     return problems
 
 
+@located
 def load_records(file: str | Path, known: Lookup | None = None) -> RecordSet:
     """Load and check a records file (YAML, or JSON if its name ends in ``.json``).
 
-    Raises :class:`daq.config.yamlsrc.SourceErrors` with ``FILE:LINE: field: message`` errors.
+    Raises :class:`calibration.errors.CalibrationSourceErrors` (a
+    :class:`daq.config.yamlsrc.SourceErrors`) with ``FILE:LINE: field: message`` errors.
     """
     loc = load_yaml(file, env={})
     if Path(file).suffix.lower() == ".json":
@@ -356,6 +363,7 @@ def load_records(file: str | Path, known: Lookup | None = None) -> RecordSet:
     return records_from_located(loc, known)
 
 
+@located
 def records_from_located(loc: Located, known: Lookup | None = None) -> RecordSet:
     if not isinstance(loc.data, dict):
         raise SourceErrors([loc.error((), "expected a mapping with instruments, certificates "
@@ -370,7 +378,7 @@ def records_from_located(loc: Located, known: Lookup | None = None) -> RecordSet
 
 def dependency_order(certificates: list[Certificate]) -> list[Certificate]:
     """Certificates ordered so that each comes after the certificates it references (those
-    outside the list are taken as already known). Raises ValueError on a cycle."""
+    outside the list are taken as already known). Raises :class:`RecordsError` on a cycle."""
     by_id = {c.id: c for c in certificates}
     done: set[str] = set()
     out: list[Certificate] = []
@@ -380,7 +388,7 @@ def dependency_order(certificates: list[Certificate]) -> list[Certificate]:
         if c.id in done:
             return
         if c.id in visiting:
-            raise ValueError(f"certificate {c.id!r} references itself through a cycle")
+            raise RecordsError(f"certificate {c.id!r} references itself through a cycle")
         visiting.add(c.id)
         for ref in c.reference_certificates:
             if ref in by_id:

@@ -7,6 +7,10 @@ record's canonical JSON (null for a delete), the previous entry's hash and its o
 all its other fields, so :meth:`Registry.verify` detects an edited or deleted audit entry and a
 record changed or inserted behind the registry's back.
 
+Every failure leaves the registry as :class:`RegistryError`: a change it refuses, and a file it
+cannot read or write (corrupt, locked beyond ``busy_timeout_s``, read-only, a stored record that
+no longer parses); the sqlite3 error is its ``__cause__``.
+
 What the chain does not prove: someone with write access to the file can rebuild the whole
 chain. Record the head hash printed by ``daq audit verify`` somewhere else (a signed report,
 the certificate file) to detect that. See ``docs/calibration-records.md``.
@@ -25,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from calibration.errors import CalibrationError
 from calibration.records import (
     KINDS,
     Kind,
@@ -68,8 +73,9 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 """
 
 
-class RegistryError(Exception):
-    """A change the registry refuses (unknown reference, record in use, missing record)."""
+class RegistryError(CalibrationError):
+    """A change the registry refuses (unknown reference, record in use, missing record), or a
+    file it cannot read or write."""
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,11 @@ def _now() -> str:
 class Registry:
     """A registry in one SQLite file. ``create=False`` refuses a file that does not exist;
     ``read_only=True`` opens an existing file for reading only (what a gateway needs: it may
-    then run as a user that cannot write the registry, and cannot change it by mistake)."""
+    then run as a user that cannot write the registry, and cannot change it by mistake).
+    ``busy_timeout_s``: how long a statement waits for another connection's lock."""
 
     def __init__(self, path: str | Path, *, create: bool = True,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, busy_timeout_s: float = 5.0) -> None:
         self.path = Path(path)
         if not self.path.exists():
             if not create or read_only:
@@ -114,13 +121,18 @@ class Registry:
         if read_only:
             try:
                 self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro",
-                                             uri=True, isolation_level=None)
+                                             uri=True, isolation_level=None,
+                                             timeout=busy_timeout_s)
                 self._conn.execute("SELECT 1 FROM audit LIMIT 1")
             except sqlite3.Error as exc:
                 raise RegistryError(f"{self.path}: not a readable registry ({exc})") from exc
         else:
-            self._conn = sqlite3.connect(self.path, isolation_level=None)
-            self._conn.executescript(_SCHEMA)
+            try:
+                self._conn = sqlite3.connect(self.path, isolation_level=None,
+                                             timeout=busy_timeout_s)
+                self._conn.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise RegistryError(f"{self.path}: not a usable registry ({exc})") from exc
 
     def close(self) -> None:
         self._conn.close()
@@ -132,38 +144,55 @@ class Registry:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
+    def _sqlite(self) -> Iterator[None]:
+        """sqlite3's errors (corrupt, locked, read-only file) leave as RegistryError."""
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            yield
+        except sqlite3.Error as exc:
+            raise RegistryError(f"{self.path}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._sqlite():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:  # roll back whatever stopped the change, and re-raise it
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _parse(self, kind: Kind, text: str) -> Record:
+        try:
+            return parse_record(kind, json.loads(text))
+        except ValueError as exc:  # not JSON, or JSON that is not a valid record
+            raise RegistryError(f"{self.path}: a stored {kind} does not parse ({exc})") from exc
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, kind: Kind, record_id: str) -> Record | None:
-        row = self._conn.execute(
-            f"SELECT json FROM {_TABLES[kind]} WHERE id = ?", (record_id,)
-        ).fetchone()
-        return None if row is None else parse_record(kind, json.loads(row[0]))
+        text = self.raw_json(kind, record_id)
+        return None if text is None else self._parse(kind, text)
 
     def list(self, kind: Kind) -> builtins.list[Record]:
-        rows = self._conn.execute(f"SELECT json FROM {_TABLES[kind]} ORDER BY id").fetchall()
-        return [parse_record(kind, json.loads(r[0])) for r in rows]
+        with self._sqlite():
+            rows = self._conn.execute(
+                f"SELECT json FROM {_TABLES[kind]} ORDER BY id").fetchall()
+        return [self._parse(kind, r[0]) for r in rows]
 
     def raw_json(self, kind: Kind, record_id: str) -> str | None:
         """The stored canonical JSON of a record (what the audit hashes cover)."""
-        row = self._conn.execute(
-            f"SELECT json FROM {_TABLES[kind]} WHERE id = ?", (record_id,)
-        ).fetchone()
+        with self._sqlite():
+            row = self._conn.execute(
+                f"SELECT json FROM {_TABLES[kind]} WHERE id = ?", (record_id,)
+            ).fetchone()
         return None if row is None else str(row[0])
 
     def audit(self) -> builtins.list[AuditEntry]:
-        rows = self._conn.execute(
-            "SELECT seq, at, who, action, kind, record_id, why, record_sha256, prev_sha256, "
-            "entry_sha256 FROM audit ORDER BY seq"
-        ).fetchall()
+        with self._sqlite():
+            rows = self._conn.execute(
+                "SELECT seq, at, who, action, kind, record_id, why, record_sha256, "
+                "prev_sha256, entry_sha256 FROM audit ORDER BY seq"
+            ).fetchall()
         return [AuditEntry(*r) for r in rows]
 
     # -- changing ---------------------------------------------------------------------------
@@ -234,7 +263,9 @@ class Registry:
         if problems:
             return problems
         for kind in KINDS:
-            rows = self._conn.execute(f"SELECT id, json FROM {_TABLES[kind]} ORDER BY id")
+            with self._sqlite():
+                rows = self._conn.execute(
+                    f"SELECT id, json FROM {_TABLES[kind]} ORDER BY id").fetchall()
             for rid, text in rows:
                 entry = latest.pop((kind, rid), None)
                 if entry is None or entry.action == "delete":
@@ -250,8 +281,9 @@ class Registry:
 
     def head(self) -> str:
         """The hash of the last audit entry (GENESIS for an empty log)."""
-        row = self._conn.execute(
-            "SELECT entry_sha256 FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        with self._sqlite():
+            row = self._conn.execute(
+                "SELECT entry_sha256 FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         return GENESIS if row is None else str(row[0])
 
     # -- internals --------------------------------------------------------------------------

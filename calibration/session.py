@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from calibration.decision import Decision, Rule, Zone, decide
+from calibration.errors import CalibrationError
 from calibration.models import (
     CallendarVanDusen,
     CorrectionModel,
@@ -64,7 +65,7 @@ __all__ = [
 COVERAGE = 0.95
 
 
-class SessionError(ValueError):
+class SessionError(CalibrationError, ValueError):
     """A session's data cannot be evaluated (no readings, no usable reference certificate…)."""
 
 

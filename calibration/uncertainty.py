@@ -26,6 +26,8 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
+from calibration.errors import CalibrationError
+
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
@@ -49,7 +51,7 @@ SQRT6 = math.sqrt(6.0)
 SQRT2 = math.sqrt(2.0)
 
 
-class UncertaintyError(ValueError):
+class UncertaintyError(CalibrationError, ValueError):
     """An uncertainty contribution or budget is invalid."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from calibration.chain import Records
+from calibration.errors import CalibrationError
 from calibration.legal import Gb17167Classes, VerificationPeriods, class_number
 from calibration.records import Certificate, Instrument, RecordSet, VerificationRecord
 
@@ -39,7 +40,7 @@ TAINTING: frozenset[State] = frozenset({"service_life_ended", "overdue", "failed
 DEFAULT_WINDOW_DAYS = 30
 
 
-class VerificationError(Exception):
+class VerificationError(CalibrationError):
     """A status that cannot be computed (unknown instrument, negative window)."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from daq.errors import DaqError
 from daq.limits import (
     MAX_ITEMS,
     MAX_PAYLOAD_BYTES,
@@ -57,7 +58,7 @@ class Severity(StrEnum):
 _SEVERITIES = frozenset(s.value for s in Severity)
 
 
-class AlarmPayloadError(ValueError):
+class AlarmPayloadError(DaqError, ValueError):
     """A message on an alarms topic that is not a valid alarms payload."""
 
 

@@ -16,6 +16,8 @@ import re
 import time
 from typing import Any
 
+from daq.errors import DaqError
+
 __all__ = [
     "MAX_FUTURE_S",
     "MAX_ITEMS",
@@ -43,7 +45,7 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
-class WireValueError(ValueError):
+class WireValueError(DaqError, ValueError):
     """A field of a message from the wire is not what the format allows."""
 
 

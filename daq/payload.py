@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from daq.errors import DaqError
 from daq.limits import (
     MAX_ITEMS,
     MAX_PAYLOAD_BYTES,
@@ -28,7 +29,7 @@ DATA_SCHEMA = "daq.data/1"
 META_SCHEMA = "daq.meta/1"
 
 
-class PayloadError(ValueError):
+class PayloadError(DaqError, ValueError):
     """A message on a daq topic that is not a valid daq payload."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from daq.errors import DaqError
 from daq.model import Reason
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
 ]
 
 
-class DriverError(Exception):
+class DriverError(DaqError):
     """Base of all driver failures; ``reason`` says which kind."""
 
     reason: ClassVar[Reason]

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from daq.errors import DaqError
+
 M = TypeVar("M", bound=BaseModel)
 
 Path_ = tuple[str | int, ...]
@@ -39,7 +41,7 @@ class SourceError:
         return f"{self.file}:{self.line}: {where}{self.message}"
 
 
-class SourceErrors(Exception):
+class SourceErrors(DaqError):
     """One or more located errors; ``str()`` gives one line per error."""
 
     def __init__(self, errors: list[SourceError]) -> None:

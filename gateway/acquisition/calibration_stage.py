@@ -17,7 +17,11 @@ The registry (one SQLite file, written by ``daq cert import``) is read at start 
 every ``reload_s`` seconds: when its audit head changes, or the date changes (a certificate
 may have expired overnight), the calibrations are rebuilt — a new certificate is picked up
 without restarting the gateway. The registry's audit log is verified at each rebuild; if it
-fails, no correction from it is trusted.
+fails, no correction from it is trusted. A registry that cannot be read for a while (locked by
+a writer for more than ``busy_timeout_s``, or corrupt: any :class:`RegistryError`) leaves the
+last good records in use — rebuilt on a new date, so a certificate still expires — with a
+warning, until it can be read again; with no good records yet, the channels are flagged
+``not_calibrated``. The short busy timeout keeps a locked file from stalling the polls.
 
 Mandatory verification (强制检定, ``calibration.verification``): a device may name the
 instrument it is (``instrument:``, e.g. an energy meter) and channels name theirs. When that
@@ -44,8 +48,8 @@ import numpy as np
 
 from calibration.apply import ChannelCalibration, calibration_of
 from calibration.chain import Records
+from calibration.errors import CalibrationError
 from calibration.legal import VerificationPeriods
-from calibration.models import ModelError
 from calibration.records import Certificate, Instrument, VerificationRecord
 from calibration.registry import Registry, RegistryError
 from calibration.verification import Register, VerificationError, VerificationStatus, status
@@ -78,6 +82,14 @@ class ChannelState:
         return None
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """Records read from the registry whose audit log checked."""
+
+    records: Records
+    register: Register
+
+
 def _utc_date(ts_ns: int) -> dt.date:
     return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).date()
 
@@ -106,8 +118,9 @@ class CalibrationStage:
     def __init__(self, registry_path: Path, channels: Mapping[str, Mapping[str, str]],
                  devices: Mapping[str, str | None] | None = None, *, reload_s: float = 5.0,
                  window_days: int = 30, periods: VerificationPeriods | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, busy_timeout_s: float = 0.1) -> None:
         self.registry_path = registry_path
+        self.busy_timeout_s = busy_timeout_s
         self.channels = {dev: dict(chs) for dev, chs in channels.items() if chs}
         self.devices = {dev: inst for dev, inst in (devices or {}).items() if inst}
         self.window_days = window_days
@@ -121,6 +134,8 @@ class CalibrationStage:
         self._checked = -float("inf")
         self._registry: Registry | None = None
         self._unusable: str | None = None
+        self._good: _Snapshot | None = None  # the last records read and verified
+        self._unreadable: str | None = None
         self.rebuilds = 0
         self.refresh(force=True)
 
@@ -132,7 +147,8 @@ class CalibrationStage:
     def _open(self) -> Registry | None:
         if self._registry is None:
             try:
-                self._registry = Registry(self.registry_path, create=False, read_only=True)
+                self._registry = Registry(self.registry_path, create=False, read_only=True,
+                                          busy_timeout_s=self.busy_timeout_s)
             except RegistryError as exc:
                 self._set_unusable(str(exc))
         return self._registry
@@ -154,41 +170,69 @@ class CalibrationStage:
         self._checked = now
         today = dt.datetime.fromtimestamp(now, dt.UTC).date()
         reg = self._open()
-        head = None
-        if reg is not None:
-            try:
-                head = reg.head()
-            except Exception as exc:  # a corrupt or locked file: keep the last good state
-                log.warning("calibration registry %s unreadable: %s", self.registry_path, exc)
+        try:
+            head = None if reg is None else reg.head()
+            if not force and head == self._head and today == self._on:
+                self._readable()
                 return False
-        if not force and head == self._head and today == self._on:
-            return False
-        self._rebuild(reg, today)
+            self._rebuild(reg, today)
+        except RegistryError as exc:  # corrupt, or locked: keep the last good records
+            self._set_unreadable(str(exc))
+            if today == self._on:
+                return False
+            self._rebuild(None, today)  # a new date: the last good records, re-dated
+            self._on = today
+            return True
+        self._readable()
         self._head, self._on = head, today
         return True
 
+    def _set_unreadable(self, why: str) -> None:
+        if self._unreadable != why:
+            log.warning("calibration registry %s unreadable: %s; %s", self.registry_path, why,
+                        "the last good records stay in use" if self._good is not None
+                        else "no records to use")
+        self._unreadable = why
+
+    def _readable(self) -> None:
+        if self._unreadable is not None:
+            log.info("calibration registry %s readable again", self.registry_path)
+            self._unreadable = None
+
+    def _read(self, reg: Registry) -> _Snapshot | str:
+        """The registry's records, or why none of them is trusted; RegistryError if it
+        cannot be read now."""
+        tampered = reg.verify()
+        if tampered:
+            return f"the registry's audit log fails its check: {tampered[0]}"
+        instruments = [r for r in reg.list("instrument") if isinstance(r, Instrument)]
+        certificates = [r for r in reg.list("certificate") if isinstance(r, Certificate)]
+        verifications = [r for r in reg.list("verification")
+                         if isinstance(r, VerificationRecord)]
+        return _Snapshot(Records.of(instruments, certificates),
+                         Register.of(instruments, certificates, verifications))
+
     def _rebuild(self, reg: Registry | None, today: dt.date) -> None:
-        records: Records | None = None
-        register: Register | None = None
+        """Rebuild for ``today`` from ``reg``, or from the last good records if ``reg`` is
+        None because the registry cannot be read now. Raises RegistryError (and changes
+        nothing) if ``reg`` cannot be read."""
+        good: _Snapshot | None = None
         problem = self._unusable or "no registry"
         if reg is not None:
-            try:
-                tampered = reg.verify()
-                if tampered:
-                    problem = f"the registry's audit log fails its check: {tampered[0]}"
-                    self._set_unusable(problem)
-                else:
-                    instruments = [r for r in reg.list("instrument") if isinstance(r, Instrument)]
-                    certificates = [r for r in reg.list("certificate")
-                                    if isinstance(r, Certificate)]
-                    records = Records.of(instruments, certificates)
-                    register = Register.of(instruments, certificates,
-                                           [r for r in reg.list("verification")
-                                            if isinstance(r, VerificationRecord)])
-                    self._unusable = None
-            except Exception as exc:
-                problem = f"cannot read the registry: {exc}"
+            got = self._read(reg)
+            if isinstance(got, str):
+                problem = got
+                self._good = None  # distrusted: never fall back to what came before
                 self._set_unusable(problem)
+            else:
+                good = self._good = got
+                self._unusable = None
+        elif self._good is not None:
+            good = self._good
+        elif self._unreadable is not None:
+            problem = f"cannot read the registry: {self._unreadable}"
+        records = None if good is None else good.records
+        register = None if good is None else good.register
         of_channels = {i for chs in self.channels.values() for i in chs.values()}
         verification: dict[str, VerificationStatus | None] = {}
         for inst in of_channels | set(self.devices.values()):
@@ -227,7 +271,7 @@ class CalibrationStage:
             return ChannelState(inst, None, f"instrument {inst!r} is not in the registry")
         try:
             return ChannelState(inst, calibration_of(records, inst, today), None)
-        except ModelError as exc:
+        except CalibrationError as exc:
             return ChannelState(inst, None, f"certificate model unusable: {exc}")
 
     def state(self, device: str, channel: str) -> ChannelState | None:

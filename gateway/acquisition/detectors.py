@@ -21,6 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.errors import GatewayError
+
 NS_PER_S = 1_000_000_000
 SECONDS_PER_DAY = 86_400.0
 
@@ -36,7 +38,7 @@ RAMP_BLOCK = 10
 RAMP_BLOCKS = 720
 
 
-class DetectorError(Exception):
+class DetectorError(GatewayError):
     """Invalid detector parameters."""
 
 

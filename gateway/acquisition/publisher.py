@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import threading
 
@@ -160,8 +159,13 @@ class Publisher:
     def stop(self, offline: tuple[str, bytes] | None = None) -> None:
         if offline is not None and self._connected.is_set():
             info = self.client.publish(offline[0], offline[1], qos=1, retain=True)
-            with contextlib.suppress(RuntimeError, ValueError):
+            try:
                 info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError) as exc:  # paho: not queued, or not sent
+                log.warning("offline status not published: %s", exc)
+            else:
+                if not info.is_published():
+                    log.warning("offline status not acknowledged by the broker within 2 s")
         self._connected.clear()  # a disconnect we asked for is not an outage
         self.client.disconnect()
         self.client.loop_stop()

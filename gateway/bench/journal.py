@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.errors import GatewayError
+
 __all__ = ["JournalError", "RawReading", "SessionJournal"]
 
 Role = Literal["dut", "ref"]
@@ -47,7 +49,7 @@ CREATE TRIGGER IF NOT EXISTS readings_no_delete BEFORE DELETE ON readings
 """
 
 
-class JournalError(Exception):
+class JournalError(GatewayError):
     """The journal file is missing, not a session journal, or already exists."""
 
 

@@ -35,6 +35,7 @@ from drivers.text.driver import (
     tty_opener,
 )
 from gateway.bench.journal import Role, SessionJournal
+from gateway.errors import GatewayError
 
 __all__ = [
     "BenchContext",
@@ -50,7 +51,7 @@ __all__ = [
 Prompt = Callable[[str], Awaitable[None]]
 
 
-class BenchError(Exception):
+class BenchError(GatewayError):
     """The session cannot run or go on (an unattended run needs a prompt, no valid reference
     certificate, a broken traceability chain …)."""
 

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from gateway.errors import GatewayError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarm_events (
     enterprise TEXT NOT NULL, gateway TEXT NOT NULL, device TEXT NOT NULL,
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS acks (
 """
 
 
-class AlarmLogError(Exception):
+class AlarmLogError(GatewayError):
     """The alarm log cannot be opened or written."""
 
 

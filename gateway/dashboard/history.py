@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from daq.config import Historian, InfluxV1, LoadedConfig
 from gateway.energy.accounting import Sample
+from gateway.errors import GatewayError
 from gateway.storage.base import StorageError
 from gateway.storage.historian import open_reader
 from gateway.storage.influx_v1 import InfluxV1Storage, quote_ident
@@ -23,7 +24,7 @@ from gateway.storage.influx_v1 import InfluxV1Storage, quote_ident
 NS = 1_000_000_000
 
 
-class HistoryUnavailable(Exception):
+class HistoryUnavailable(GatewayError):
     """The storage cannot answer (not configured for queries, unreachable, no file yet)."""
 
 

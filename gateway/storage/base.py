@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from daq.model import Reading
+from gateway.errors import GatewayError
 
 __all__ = ["Storage", "StorageError", "retryable_status"]
 
 
-class StorageError(Exception):
+class StorageError(GatewayError):
     """A write or query failed.
 
     ``retryable``: the same request may succeed later (connection refused or reset, timeout,

@@ -235,8 +235,9 @@ def test_read_only_registry_reads_and_refuses_writes(reg: Registry, tmp_path: Pa
         assert ro.verify() == []
         cert = ro.get("certificate", "LAB-2024-0815")
         assert cert is not None
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(RegistryError, match="readonly") as caught:
             ro.put(cert.model_copy(update={"conformity": "changed"}), "x", "y")
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
     finally:
         ro.close()
     assert reg.verify() == []
@@ -245,3 +246,46 @@ def test_read_only_registry_reads_and_refuses_writes(reg: Registry, tmp_path: Pa
     (tmp_path / "empty.sqlite").write_bytes(b"")
     with pytest.raises(RegistryError, match="not a readable registry"):
         Registry(tmp_path / "empty.sqlite", read_only=True)
+
+
+def test_a_locked_file_is_a_registry_error(reg: Registry) -> None:
+    """Locked by another writer for longer than ``busy_timeout_s``: reads and writes raise
+    RegistryError (sqlite3's error is the cause), and work again once the lock is gone."""
+    ro = Registry(reg.path, read_only=True, busy_timeout_s=0.05)
+    rw = Registry(reg.path, busy_timeout_s=0.05)
+    cert = reg.get("certificate", "LAB-2024-0815")
+    assert cert is not None
+    locker = sqlite3.connect(reg.path, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(RegistryError, match="locked") as caught:
+            ro.head()
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        with pytest.raises(RegistryError, match="locked"):
+            ro.list("certificate")
+        with pytest.raises(RegistryError, match="locked"):
+            rw.put(cert.model_copy(update={"conformity": "x"}), "x", "y")
+        locker.execute("ROLLBACK")
+        assert ro.head() == reg.head()
+    finally:
+        locker.close()
+        ro.close()
+        rw.close()
+
+
+def test_a_corrupt_file_or_record_is_a_registry_error(reg: Registry) -> None:
+    _tamper(reg.path, "UPDATE certificates SET json = '{not json' WHERE id = ?", "LAB-2024-0815")
+    with pytest.raises(RegistryError, match="does not parse"):
+        reg.get("certificate", "LAB-2024-0815")
+    with pytest.raises(RegistryError, match="does not parse"):
+        reg.list("certificate")
+    ro = Registry(reg.path, read_only=True)
+    try:
+        reg.path.write_bytes(b"not a database " * 512)  # overwritten under an open connection
+        with pytest.raises(RegistryError) as caught:
+            ro.head()
+        assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+        with pytest.raises(RegistryError):
+            ro.verify()
+    finally:
+        ro.close()

@@ -12,7 +12,7 @@ import pytest
 
 from calibration.apply import calibration_of
 from calibration.chain import Records
-from calibration.registry import Registry
+from calibration.registry import Registry, sha256_text
 from daq.alarms import AlarmKind
 from daq.model import Quality, Reading, Reason
 from gateway.acquisition.calibration_stage import CalibrationStage
@@ -195,3 +195,78 @@ def test_verification_states_flag_readings_and_raise_alarms(tmp_path: Path) -> N
     window_opened = TODAY + dt.timedelta(days=10 - 30)
     assert a_s.since_ns == int(dt.datetime(window_opened.year, window_opened.month,
                                            window_opened.day, tzinfo=dt.UTC).timestamp()) * 10**9
+
+
+def test_a_corrupt_registry_keeps_the_last_good_records_and_dates_them(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sim = InstrumentModel(0.0, "V", offset=2e-3, noise=2e-5, decimals=6, seed=1)
+    path = tmp_path / "r.sqlite"
+    with Registry(path) as reg:  # the working certificate expires in 10 days
+        reg.import_records(chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=10,
+                                 working_interval_days=20), "tester", "set up")
+    clock = Clock()
+    st = stage(path, clock)
+    good = reading(5.0)
+    st.apply([good])
+    assert (good.cert, good.quality) == ("LAB-dmm-a", Quality.GOOD)
+    path.write_bytes(b"not a database " * 512)  # overwritten under the stage's connection
+    for _ in range(2):
+        clock.t += 5
+        same = reading(5.0)
+        st.apply([same])
+        assert (same.value, same.cert, same.quality) == (good.value, "LAB-dmm-a", Quality.GOOD)
+    assert len([r for r in caplog.records if "unreadable" in r.message]) == 1  # logged once
+    clock.t += 11 * 86400  # a new date: the last good records, checked on it
+    later = reading(5.0)
+    st.apply([later])
+    assert (later.value, later.cert) == (good.value, "LAB-dmm-a")
+    assert (later.quality, later.reason) == (Quality.UNCERTAIN, Reason.CALIBRATION_EXPIRED)
+
+
+def test_a_locked_registry_keeps_the_last_good_records_without_stalling(
+        registry: Path) -> None:
+    clock = Clock()
+    st = stage(registry, clock)
+    first = reading(5.0)
+    st.apply([first])
+    locker = sqlite3.connect(registry, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # a writer holds the file
+        clock.t += 5
+        same = reading(5.0)
+        started = time.monotonic()
+        st.apply([same])
+        assert time.monotonic() - started < 1.0  # busy_timeout_s, not sqlite3's 5 s
+        assert (same.value, same.cert, same.quality) == (first.value, "LAB-dmm-a", Quality.GOOD)
+    finally:
+        locker.close()
+    with Registry(registry) as reg:
+        old = reg.get("certificate", "LAB-dmm-a")
+        assert old is not None
+        data = old.model_dump(mode="json", by_alias=True)
+        data["model"] = {**data["model"], "c0": data["model"]["c0"] + 1e-3}
+        reg.put(type(old).model_validate(data), "tester", "recalibrated")
+    clock.t += 5  # readable again: the new certificate is picked up
+    after = reading(5.0)
+    st.apply([after])
+    assert after.value == pytest.approx(first.value + 1e-3, abs=1e-12)  # type: ignore[operator]
+
+
+def test_a_record_that_does_not_parse_keeps_the_last_good_records(registry: Path) -> None:
+    """The head can be read but a record cannot (rewritten with a consistent audit entry, so
+    the log checks): the rebuild fails and the last good records stay in use."""
+    clock = Clock()
+    st = stage(registry, clock)
+    first = reading(5.0)
+    st.apply([first])
+    # what only someone who rebuilds the audit chain can do, through the registry's internals
+    with Registry(registry) as reg, reg._transaction() as conn:
+        conn.execute("UPDATE certificates SET json = '{broken' WHERE id = 'LAB-dmm-a'")
+        reg._append("tester", "update", "certificate", "LAB-dmm-a", "broken",
+                    sha256_text("{broken"))
+    with Registry(registry) as reg:
+        assert reg.verify() == []
+    clock.t += 5
+    same = reading(5.0)
+    st.apply([same])
+    assert (same.value, same.cert, same.quality) == (first.value, "LAB-dmm-a", Quality.GOOD)
