@@ -30,13 +30,13 @@ from daq.config.yamlsrc import (
     validated,
 )
 
-Kind = Literal["instrument", "certificate", "verification"]
+Kind = Literal["instrument", "certificate", "verification", "key"]
 EnergyType = Literal["electricity", "water", "natural_gas", "steam", "heat", "coal", "oil",
                      "coke", "lpg", "compressed_air", "other"]
 # GB 17167 levels of energy metering: the enterprise boundary (进出用能单位), a secondary
 # energy-using unit (进出主要次级用能单位), a main energy-using equipment (主要用能设备)
 MeasurementLevel = Literal["enterprise_boundary", "secondary_unit", "main_equipment"]
-KINDS: tuple[Kind, ...] = ("instrument", "certificate", "verification")
+KINDS: tuple[Kind, ...] = ("instrument", "certificate", "verification", "key")
 Role = Literal["working", "reference", "national_standard"]
 
 
@@ -253,11 +253,32 @@ class VerificationRecord(_Record):
         return self.record_number
 
 
-Record = Instrument | Certificate | VerificationRecord
-MODELS: dict[Kind, type[Instrument] | type[Certificate] | type[VerificationRecord]] = {
+class KeyRecord(_Record):
+    """A public key pinned in the registry: a gateway's Ed25519 key that signs its readings
+    (``subject`` = ``gateway:{enterprise}/{gateway}``). Its id is the key id (the first 16 hex
+    digits of the SHA-256 of the raw public key, :func:`daq.signing.key_id`). A key is
+    revoked, never deleted, so the readings it signed can still be checked."""
+
+    kind: ClassVar[Kind] = "key"
+
+    id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    subject: str = Field(pattern=r"^gateway:[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_-]{1,64}$")
+    algorithm: Literal["ed25519"] = "ed25519"
+    public_key: str = Field(min_length=44, max_length=44, description="base64, 32 bytes")
+    pinned: dt.date
+    revoked: dt.date | None = None
+
+    @property
+    def record_id(self) -> str:
+        return self.id
+
+
+Record = Instrument | Certificate | VerificationRecord | KeyRecord
+MODELS: dict[Kind, type[Record]] = {
     "instrument": Instrument,
     "certificate": Certificate,
     "verification": VerificationRecord,
+    "key": KeyRecord,
 }
 
 
@@ -267,9 +288,10 @@ class RecordSet(_Record):
     instruments: list[Instrument] = Field(default_factory=list)
     certificates: list[Certificate] = Field(default_factory=list)
     verifications: list[VerificationRecord] = Field(default_factory=list)
+    keys: list[KeyRecord] = Field(default_factory=list)
 
     def records(self) -> list[Record]:
-        return [*self.instruments, *self.certificates, *self.verifications]
+        return [*self.instruments, *self.certificates, *self.verifications, *self.keys]
 
 
 def canonical_json(data: Any) -> str:
@@ -286,13 +308,15 @@ def record_json(record: Record) -> str:
 
 
 def parse_record(kind: Kind, data: Any) -> Record:
-    return MODELS[kind].model_validate(data)
+    record: Record = MODELS[kind].model_validate(data)
+    return record
 
 
 Lookup = Callable[[Kind, str], Record | None]
 
 _LIST_OF: dict[Kind, str] = {
     "instrument": "instruments", "certificate": "certificates", "verification": "verifications",
+    "key": "keys",
 }
 
 

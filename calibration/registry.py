@@ -47,12 +47,14 @@ GENESIS = "0" * 64
 
 _TABLES: dict[Kind, str] = {
     "instrument": "instruments", "certificate": "certificates", "verification": "verifications",
+    "key": "keys",
 }
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instruments (id TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS certificates (id TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS verifications (id TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -133,6 +135,10 @@ class Registry:
                 self._conn.executescript(_SCHEMA)
             except sqlite3.Error as exc:
                 raise RegistryError(f"{self.path}: not a usable registry ({exc})") from exc
+        with self._sqlite():
+            # a registry made before a kind existed, opened read-only, has no table for it
+            self._tables = {str(r[0]) for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def close(self) -> None:
         self._conn.close()
@@ -174,6 +180,8 @@ class Registry:
         return None if text is None else self._parse(kind, text)
 
     def list(self, kind: Kind) -> builtins.list[Record]:
+        if _TABLES[kind] not in self._tables:
+            return []
         with self._sqlite():
             rows = self._conn.execute(
                 f"SELECT json FROM {_TABLES[kind]} ORDER BY id").fetchall()
@@ -181,6 +189,8 @@ class Registry:
 
     def raw_json(self, kind: Kind, record_id: str) -> str | None:
         """The stored canonical JSON of a record (what the audit hashes cover)."""
+        if _TABLES[kind] not in self._tables:
+            return None
         with self._sqlite():
             row = self._conn.execute(
                 f"SELECT json FROM {_TABLES[kind]} WHERE id = ?", (record_id,)
@@ -222,7 +232,7 @@ class Registry:
             before = self._last_seq()
             ordered: builtins.list[Record] = [
                 *records.instruments, *dependency_order(records.certificates),
-                *records.verifications]
+                *records.verifications, *records.keys]
             for rec in ordered:
                 self._put(rec, who, why)
         return [e for e in self.audit() if e.seq > before]
@@ -263,6 +273,8 @@ class Registry:
         if problems:
             return problems
         for kind in KINDS:
+            if _TABLES[kind] not in self._tables:
+                continue
             with self._sqlite():
                 rows = self._conn.execute(
                     f"SELECT id, json FROM {_TABLES[kind]} ORDER BY id").fetchall()

@@ -157,7 +157,7 @@ def decode_alarms(payload: bytes, *, now_ns: int | None = None) -> AlarmState:
             device=check_id(doc.get("device"), "device"),
             ts_ns=check_ts(doc.get("ts"), "ts", limit),
             alarms=tuple(_alarm(a, f"alarms[{i}]", limit) for i, a in enumerate(alarms)),
-            events=tuple(_event(e, f"events[{i}]", limit) for i, e in enumerate(events)),
+            events=tuple(event_from_dict(e, f"events[{i}]", limit) for i, e in enumerate(events)),
         )
     except WireValueError as exc:
         raise AlarmPayloadError(str(exc)) from exc
@@ -184,7 +184,9 @@ def _alarm(d: Any, where: str, limit: int) -> Alarm:
     )
 
 
-def _event(e: Any, where: str, limit: int) -> AlarmEvent:
+def event_from_dict(e: Any, where: str, limit: int) -> AlarmEvent:
+    """An alarm event from its dict form (:meth:`AlarmEvent.as_dict`), every field checked;
+    WireValueError naming ``where`` otherwise. ``limit``: the latest timestamp accepted."""
     if type(e) is not dict:
         raise WireValueError(f"{where}: not an object")
     action = e.get("action")

@@ -22,7 +22,11 @@ from pathlib import Path
 MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
 allow_anonymous true
-persistence false
+# persistence shortens a replay after a restart; the end-to-end acknowledgement is what
+# guarantees delivery (docs/mqtt.md)
+persistence true
+persistence_location {dir}/
+autosave_interval 60
 max_queued_messages 1000000
 max_inflight_messages 65535
 max_packet_size 10000000
@@ -82,14 +86,16 @@ def private_mosquitto(binary: str | None = None, port: int | None = None,
                       conf_template: str = MOSQUITTO_CONF) -> Iterator[Broker]:
     """Start a private Mosquitto on loopback (a free port unless given); stop it on exit.
 
-    ``conf_template`` is the mosquitto.conf text with ``{port}`` where the port goes."""
+    ``conf_template`` is the mosquitto.conf text with ``{port}`` where the port goes and
+    ``{dir}`` where a directory the broker may write (its persistence) goes."""
     binary = binary or find_mosquitto()
     if binary is None:
         raise BrokerUnavailable("mosquitto is not installed (Debian package 'mosquitto')")
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="daq-mosquitto-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(conf_template.format(port=port))
+        data = _broker_writable_dir(Path(tmp))
+        conf.write_text(conf_template.format(port=port, dir=data))
         log = open(Path(tmp) / "mosquitto.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log,
                                 start_new_session=True)
@@ -111,6 +117,23 @@ def private_mosquitto(binary: str | None = None, port: int | None = None,
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             log.close()
+
+
+def _broker_writable_dir(tmp: Path) -> Path:
+    """A folder in ``tmp`` the broker can write: Mosquitto started as root drops to the user
+    ``mosquitto``, which may neither enter a private temporary folder nor write in it."""
+    data = tmp / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            user = pwd.getpwnam("mosquitto")
+        except KeyError:
+            return data
+        tmp.chmod(0o711)  # others may pass through, not list
+        os.chown(data, user.pw_uid, user.pw_gid)
+    return data
 
 
 @contextlib.contextmanager

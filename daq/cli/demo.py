@@ -63,6 +63,8 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
     from rich.console import Console
     from rich.live import Live
 
+    from calibration.keys import pin_site_keys
+    from calibration.registry import Registry
     from daq.config import load_config
     from gateway.acquisition.service import GatewayService
     from gateway.dashboard.terminal import LiveFeed, render
@@ -103,6 +105,11 @@ async def run_demo(duration_s: float | None, config_file: str | None, plain: boo
             console.print(f"  simulated SCPI multimeter 'bench-dmm' on 127.0.0.1:{dmm_port}")
             console.print(f"  calibration registry {registry}: bench-dmm corrected by its "
                           "certificate; grid-revenue's mandatory verification overdue")
+            with Registry(loaded.keys_registry()) as reg:  # as `daq keys pin` does
+                for gw_id, kid, _ in pin_site_keys(reg, loaded, "daq demo",
+                                                   "demo: the gateway's signing key"):
+                    console.print(f"  gateway {gw_id} signs with key {kid}, pinned in the "
+                                  "registry")
             storage = open_storage(loaded)
             ingest = Ingest(loaded, storage)
             ingest.start()

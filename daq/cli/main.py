@@ -12,6 +12,7 @@ command group, one module each beside this one:
 ``verify.py``     ``daq verify status``
 ``drift.py``      ``daq drift``
 ``calibrate.py``  ``daq calibrate run|resume|simulate``
+``keys.py``       ``daq keys pin|list|revoke`` (the gateways' signing keys)
 ================  =============================================================================
 
 What they share (running a coroutine until a stop, loading a site file, the ``--registry``
@@ -31,6 +32,7 @@ from daq.cli.config import config
 from daq.cli.dashboard import dashboard
 from daq.cli.demo import demo
 from daq.cli.drift import drift
+from daq.cli.keys import keys
 from daq.cli.read import read
 from daq.cli.services import gateway, ingest
 from daq.cli.simulate import simulate
@@ -53,7 +55,7 @@ def main(verbose: int) -> None:
 
 
 for command in (config, read, gateway, ingest, simulate, demo, dashboard, cert, audit, trace,
-                verify, drift, calibrate):
+                verify, drift, calibrate, keys):
     main.add_command(command)
 
 if __name__ == "__main__":

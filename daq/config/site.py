@@ -248,9 +248,25 @@ class DriftCheck(_Strict):
         return self
 
 
+class Delivery(_Strict):
+    """How the gateway sends its outbox (docs/mqtt.md, "End-to-end acknowledgement")."""
+
+    # stored: a row leaves the outbox when storage confirms it (daq.ack/1), the default;
+    # broker: when the broker's PUBACK arrives (for a site whose consumer is not daq's ingest)
+    confirm: Literal["stored", "broker"] = "stored"
+    ack_timeout_s: Annotated[float, Field(gt=0)] = 30.0  # resend what storage has not confirmed
+    max_unconfirmed: Annotated[int, Field(ge=1, le=100_000)] = 200  # messages in flight
+    max_rate: Annotated[float, Field(gt=0)] = 500.0  # messages per second, replays included
+    batch_max_readings: Annotated[int, Field(ge=1, le=10_000)] = 2000  # per message
+
+
 class Gateway(_Strict):
     id: Id
     outbox: str = "var/{gateway}-outbox.sqlite"
+    # the gateway's Ed25519 private key (PEM); made at first start when missing. Its public
+    # key must be pinned in the ingest's registry (daq keys pin)
+    signing_key: str = "var/{gateway}-signing.key"
+    delivery: Delivery = Delivery()
     buses: list[Bus]
     drift_checks: list[DriftCheck] = []
 
@@ -297,6 +313,15 @@ class Ingest(_Strict):
     # batches the storage refuses for good (HTTP 4xx: type conflict, unknown database) go
     # here for a person to look at, instead of blocking the spool forever
     dead_letter: str = "var/ingest-rejected.sqlite"
+    # the gateways' public keys are pinned in this registry (default: calibration.registry,
+    # else var/registry.sqlite);
+    # a message not signed by a pinned, unrevoked key of its gateway is never stored
+    registry: str | None = None
+    require_signatures: bool = True
+    # signed messages kept as evidence: of instruments under legal control (readings with a
+    # verification state or a certificate), all of them, or none
+    evidence: Literal["legal", "all", "none"] = "legal"
+    evidence_store: str = "var/ingest-evidence.sqlite"
 
 
 class Historian(_Strict):
@@ -371,6 +396,16 @@ class LoadedConfig:
             if gw.id == gateway_id:
                 return gw
         raise KeyError(f"no gateway {gateway_id!r} in {self.path}")
+
+    def signing_key_path(self, gw: Gateway) -> Path:
+        return self.resolve(gw.signing_key.format(gateway=gw.id))
+
+    def keys_registry(self) -> Path:
+        """The registry that pins the gateways' keys: ingest.registry, else
+        calibration.registry, else var/registry.sqlite (beside the site file)."""
+        path = self.config.ingest.registry or (
+            self.config.calibration.registry if self.config.calibration else None)
+        return self.resolve(path or "var/registry.sqlite")
 
     def devices(self) -> list[tuple[Gateway, AnyBus, AnyDevice]]:
         return [(gw, bus, dev) for gw in self.config.gateways for bus in gw.buses
@@ -489,6 +524,7 @@ __all__ = [
     "Calibration",
     "Config",
     "Cusum",
+    "Delivery",
     "Device",
     "Dlt645Device",
     "Dlt645SerialBus",

@@ -1,4 +1,23 @@
-"""The gateway's MQTT publisher: the durable outbox drained to the broker at QoS 1.
+"""The gateway's MQTT publisher: the durable outbox drained to the broker at QoS 1, each row
+kept until storage confirms it.
+
+Delivery (``gateways[].delivery``):
+
+* ``confirm: stored`` (default): a row leaves the outbox only when the ingest's end-to-end
+  acknowledgement (``daq.ack/1`` on ``daq-ack/{enterprise}/{gateway}``) names its sequence
+  number. A PUBACK only means the broker has it, and a broker can lose it (restarted without
+  persistence, a queue overflowed). What storage has not confirmed within ``ack_timeout_s``
+  is sent again, and everything unconfirmed after a reconnect. Duplicates are harmless (a
+  reading overwrites itself in storage) and counted by the ingest.
+* ``confirm: broker``: the PUBACK deletes the row (a site whose consumer is not daq's ingest).
+
+Pacing: at most ``max_unconfirmed`` messages are out at once (sent, not yet confirmed) and at
+most ``max_rate`` per second, replays included: the broker's queue for a slow or absent ingest
+never holds more than that (Mosquitto drops QoS 1 messages beyond ``max_queued_messages``,
+1 000 by default). The rest waits on disk, so a long outage costs disk, not memory.
+
+Retained state (device meta, alarm state, status) is kept in memory, newest per topic, and
+sent again at every connect: it describes now, not history.
 
 paho runs its network loop in a thread: about four times aiomqtt's QoS 1 rate on this kind of
 machine (FACTS.md). Callbacks hop back into asyncio through ``call_soon_threadsafe``.
@@ -8,12 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 
-from daq.config import LoadedConfig
+from daq.config import Delivery, LoadedConfig
+from daq.payload import PayloadError, ack_topic, decode_ack
 from gateway.mqtt import LinkLog, Will, connect_async, make_client
 from gateway.outbox import Outbox
 
@@ -21,41 +43,49 @@ log = logging.getLogger(__name__)
 
 
 class Publisher:
-    """Moves messages from the outbox to the broker and deletes them once acknowledged.
-
-    At most ``window`` messages are handed to paho un-acknowledged; the rest wait on disk, so
-    a long broker outage costs disk, not memory. paho keeps the in-flight ones and resends
-    them on reconnect; after a restart, everything still in the outbox is sent again (a
-    redelivered reading carries its acquisition timestamp and overwrites itself in storage).
-    """
-
     def __init__(
         self,
         loaded: LoadedConfig,
         outbox: Outbox,
         client_id: str,
         *,
+        enterprise: str | None = None,
+        gateway: str | None = None,
+        delivery: Delivery | None = None,
         will: Will | None = None,
-        on_connect_messages: list[tuple[str, bytes]] | None = None,
-        window: int = 2000,
+        retained: list[tuple[str, bytes]] | None = None,
     ) -> None:
         self.loaded = loaded
         self.outbox = outbox
-        self.window = window
-        self.on_connect_messages = on_connect_messages or []
+        self.delivery = delivery or Delivery()
+        self.by_storage = self.delivery.confirm == "stored"
+        if self.by_storage and (enterprise is None or gateway is None):
+            raise ValueError("confirmation by storage needs the enterprise and gateway ids")
+        self.ack_topic = ack_topic(enterprise or "", gateway or "")
+        self.gateway = gateway
+        self._retained: dict[str, bytes] = dict(retained or [])
         self.client, self._props = make_client(loaded, client_id, will=will)
-        self._acked: collections.deque[int] = collections.deque()
-        self._inflight: dict[int, int] = {}  # mid -> outbox id
+        self._pubacks: collections.deque[int] = collections.deque()  # mids, from paho
+        self._refused: collections.deque[tuple[int, str]] = collections.deque()
+        self._retry_refused_at = 0.0
+        self._acks: collections.deque[list[tuple[int, int]]] = collections.deque()
+        self._inflight: dict[int, int] = {}  # mid -> outbox id (no PUBACK yet)
+        self._awaiting: dict[int, float] = {}  # outbox id -> monotonic send time (PUBACKed)
         self._cursor = 0
+        self._rewind = False
+        self._tokens = 1.0
+        self._refill_at = time.monotonic()
         self._connected = threading.Event()
         self._wake: asyncio.Event | None = None
         self._poke_pending = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.published = 0
-        self.acknowledged = 0
+        self.acknowledged = 0  # rows removed from the outbox (confirmed)
+        self.resent = 0
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
         self.link = LinkLog("gateway", loaded)
         self.link.watch(self.client)
 
@@ -66,8 +96,11 @@ class Publisher:
             self.link.down(f"refused: {rc}")
             return
         self.link.up()
-        for topic, payload in self.on_connect_messages:
+        if self.by_storage:
+            client.subscribe(self.ack_topic, qos=1)
+        for topic, payload in list(self._retained.items()):
             client.publish(topic, payload, qos=1, retain=True)
+        self._rewind = True  # send again whatever storage has not confirmed
         self._connected.set()
         self._poke()
 
@@ -77,9 +110,25 @@ class Publisher:
             self.link.down(f"disconnected: {rc}; buffering to the outbox")
         self._connected.clear()
 
-    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, _rc: object,
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: object,
                     _p: object) -> None:
-        self._acked.append(mid)
+        if getattr(rc, "is_failure", False):  # e.g. 0x87 not authorized: the broker refused it
+            self._refused.append((mid, str(rc)))
+        else:
+            self._pubacks.append(mid)
+        self._poke()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self.ack_topic:
+            return
+        try:
+            ack = decode_ack(bytes(msg.payload))
+        except PayloadError as exc:
+            log.warning("gateway: an acknowledgement that is not one (%s): ignored", exc)
+            return
+        if ack.gateway != self.gateway or ack.epoch != self.outbox.epoch:
+            return  # another gateway's, or an earlier outbox file's
+        self._acks.append(list(ack.ranges))
         self._poke()
 
     def _poke(self) -> None:
@@ -99,6 +148,11 @@ class Publisher:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def unconfirmed(self) -> int:
+        """Messages sent and not yet confirmed (in flight to the broker or to storage)."""
+        return len(self._inflight) + len(self._awaiting)
+
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
@@ -109,48 +163,102 @@ class Publisher:
         if self._wake is not None:
             self._wake.set()
 
+    def set_retained(self, topic: str, payload: bytes) -> None:
+        """Publish retained state now if connected, and again at every connect."""
+        self._retained[topic] = payload
+        if self._connected.is_set():
+            self.client.publish(topic, payload, qos=1, retain=True)
+
     async def run(self) -> None:
         assert self._wake is not None, "call start() first"
         while True:
-            self._drain_acks()
-            free = self.window - len(self._inflight)
-            if free > 0 and self._connected.is_set():
-                rows = self.outbox.pending(self._cursor, free)
-                for row_id, topic, payload, retain in rows:
-                    info = self.client.publish(topic, payload, qos=1, retain=retain)
-                    if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
-                        log.warning("publish failed: %s", mqtt.error_string(info.rc))
-                        break
-                    self._inflight[info.mid] = row_id
-                    self._cursor = row_id
-                    self.published += 1
-                if rows:
-                    continue
+            self._settle()
+            sent = self._send() if self._connected.is_set() else 0
+            if sent:
+                continue
             self._wake.clear()
-            try:
-                async with asyncio.timeout(0.5):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._idle_s()):
                     await self._wake.wait()
-            except TimeoutError:
-                pass
 
-    def _drain_acks(self) -> None:
-        ids = []
-        while self._acked:
-            mid = self._acked.popleft()
-            row = self._inflight.pop(mid, None)
-            if row is not None:
-                ids.append(row)
-        if ids:
-            self.outbox.ack(ids)
-            self.acknowledged += len(ids)
+    def _idle_s(self) -> float:
+        if self._tokens < 1 and self._connected.is_set():
+            return max(0.001, (1 - self._tokens) / self.delivery.max_rate)
+        return 0.5
+
+    def _send(self) -> int:
+        """Hand paho what the window and the rate allow; how many were sent."""
+        now = time.monotonic()
+        self._tokens = min(max(1.0, self.delivery.max_rate / 10),
+                           self._tokens + (now - self._refill_at) * self.delivery.max_rate)
+        self._refill_at = now
+        free = min(self.delivery.max_unconfirmed - self.unconfirmed, int(self._tokens))
+        if free <= 0:
+            return 0
+        rows = self.outbox.pending(self._cursor, free)
+        for row_id, topic, payload, retain in rows:
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("publish failed: %s", mqtt.error_string(info.rc))
+                break
+            self._inflight[info.mid] = row_id
+            self._cursor = row_id
+            self._tokens -= 1
+            self.published += 1
+        return len(rows)
+
+    def _settle(self) -> None:
+        """Take in PUBACKs and storage acknowledgements; rewind to resend what is overdue."""
+        confirmed: list[int] = []
+        while self._refused:  # kept in the outbox, sent again after a while; said once a time
+            mid, why = self._refused.popleft()
+            if self._inflight.pop(mid, None) is not None and not self._retry_refused_at:
+                log.error("gateway: the broker refused a message (%s): check the gateway's "
+                          "MQTT login and the broker's ACL; kept, sent again in 10 s", why)
+                self._retry_refused_at = time.monotonic() + 10.0
+        if self._retry_refused_at and time.monotonic() >= self._retry_refused_at:
+            self._retry_refused_at = 0.0
+            self._rewind = True
+        while self._pubacks:
+            row = self._inflight.pop(self._pubacks.popleft(), None)
+            if row is None:
+                continue
+            if self.by_storage:
+                self._awaiting[row] = time.monotonic()
+            else:
+                confirmed.append(row)
+        if confirmed:
+            self.outbox.ack(confirmed)
+            self.acknowledged += len(confirmed)
+        while self._acks:
+            ranges = self._acks.popleft()
+            self.acknowledged += self.outbox.ack_ranges(ranges)
+            for first, last in ranges:
+                for row in [r for r in self._awaiting if first <= r <= last]:
+                    del self._awaiting[row]
+        if self._awaiting and not self._rewind:
+            oldest = min(self._awaiting.values())
+            if time.monotonic() - oldest > self.delivery.ack_timeout_s:
+                log.warning("gateway: storage has not confirmed %d messages within %.0f s; "
+                            "sending them again", len(self._awaiting),
+                            self.delivery.ack_timeout_s)
+                self._rewind = True
+        if self._rewind:
+            self._rewind = False
+            oldest_row = self.outbox.first_id()
+            if oldest_row is not None and oldest_row <= self._cursor:
+                self.resent += len(self._awaiting) + len(self._inflight)
+                self._cursor = oldest_row - 1
+            self._awaiting.clear()
+            self._inflight.clear()
 
     async def flush(self, timeout_s: float) -> bool:
-        """Wait until everything in the outbox is acknowledged (or the timeout passes)."""
+        """Wait until everything in the outbox is confirmed (or the timeout passes)."""
         try:
             async with asyncio.timeout(timeout_s):
                 while True:
-                    self._drain_acks()
-                    if not self._inflight and self.outbox.count() == 0:
+                    self._settle()
+                    if not self._inflight and not self._awaiting and self.outbox.count() == 0:
                         return True
                     await asyncio.sleep(0.02)
         except TimeoutError:
@@ -161,12 +269,12 @@ class Publisher:
             info = self.client.publish(offline[0], offline[1], qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2)
-            except (RuntimeError, ValueError) as exc:  # paho: not queued, or not sent
-                log.warning("offline status not published: %s", exc)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("gateway: could not publish the offline status: %s", exc)
             else:
                 if not info.is_published():
-                    log.warning("offline status not acknowledged by the broker within 2 s")
+                    log.warning("gateway: the offline status was not acknowledged within 2 s")
         self._connected.clear()  # a disconnect we asked for is not an outage
         self.client.disconnect()
         self.client.loop_stop()
-        self._drain_acks()
+        self._settle()

@@ -11,12 +11,15 @@ import asyncio
 import logging
 
 from calibration.legal import load_periods
+from daq.alarms import AlarmEvent, AlarmPayloadError, decode_alarms
 from daq.config import LoadedConfig
 from daq.model import Reading, now_ns
-from daq.payload import data_topic, encode_data, encode_meta, meta_topic, status_topic
+from daq.payload import data_topic, encode_batch, encode_meta, meta_topic, status_topic
+from daq.signing import Signer
 from gateway.acquisition.alarming import AlarmSource, AlarmSupervisor
 from gateway.acquisition.calibration_stage import CalibrationStage
 from gateway.acquisition.driftwatch import DriftWatch
+from gateway.acquisition.identity import gateway_signer
 from gateway.acquisition.poller import DeviceCoordinator, build_coordinators
 from gateway.acquisition.publisher import Publisher
 from gateway.mqtt import Will, unique_client_id
@@ -82,10 +85,14 @@ class GatewayService:
             loaded,
             self.outbox,
             client_id,
+            enterprise=self.enterprise,
+            gateway=self.config.id,
+            delivery=self.config.delivery,
             will=Will(status, b"offline"),
-            on_connect_messages=[(status, b"online"), *metas],
+            retained=[(status, b"online"), *metas],
         )
-        self._seq = 0
+        self.signer: Signer = gateway_signer(loaded, self.config)
+        self._topic = data_topic(self.enterprise, self.config.id)
         self._pending: list[list[Reading] | _Retained] = []  # taken, not yet committed
         self.acquired = 0  # readings put into the outbox
 
@@ -102,20 +109,42 @@ class GatewayService:
             await self._queue.put(_Retained(*alarms))
 
     def _commit(self, batch: list[list[Reading] | _Retained]) -> None:
-        """Commit a batch to the outbox in one transaction per kind, in order."""
-        data: list[tuple[str, bytes]] = []
-        retained: list[tuple[str, bytes]] = []
+        """Commit what one interval gathered: its polls and alarm events as signed batches
+        (``daq.data/2``, at most ``batch_max_readings`` readings each), one outbox row and one
+        sequence number each; alarm state goes to the publisher as retained state."""
+        polls: list[list[Reading]] = []
+        events: list[tuple[str, AlarmEvent]] = []
         for item in batch:
             if isinstance(item, _Retained):
-                retained.append((item.topic, item.payload))
-                continue
-            self._seq += 1
-            r0 = item[0]
-            data.append((data_topic(r0.enterprise, r0.gateway, r0.device),
-                         encode_data(item, self._seq)))
-            self.acquired += len(item)
-        self.outbox.put_many(data)
-        self.outbox.put_many(retained, retain=True)
+                self.publisher.set_retained(item.topic, item.payload)
+                try:
+                    state = decode_alarms(item.payload)
+                except AlarmPayloadError as exc:  # our own message: a bug, not an input
+                    log.error("alarm state not encoded as one: %s", exc)
+                    continue
+                events += [(state.device, e) for e in state.events]
+            else:
+                polls.append(item)
+        limit = self.config.delivery.batch_max_readings
+        chunk: list[list[Reading]] = []
+        size = 0
+        for poll in polls:
+            if chunk and size + len(poll) > limit:
+                self._put(chunk, events)
+                chunk, size, events = [], 0, []
+            chunk.append(poll)
+            size += len(poll)
+        if chunk or events:
+            self._put(chunk, events)
+
+    def _put(self, polls: list[list[Reading]], events: list[tuple[str, AlarmEvent]]) -> None:
+        def signed(seq: int) -> tuple[str, bytes]:
+            body = encode_batch(self.enterprise, self.config.id, self.outbox.epoch, seq,
+                                polls, events)
+            return self._topic, self.signer.sign(body)
+
+        self.outbox.put(signed)
+        self.acquired += sum(len(p) for p in polls)
 
     async def _writer(self) -> None:
         """Batch device polls into outbox commits (one transaction per commit interval)."""

@@ -3,7 +3,8 @@ operator's client (paho, QoS 0, ``daq/#`` by default), decodes each message on p
 thread and hands the result to the event loop with ``call_soon_threadsafe`` (the state is only
 touched on the loop's thread).
 
-Topics: ``daq/ENT/GW/status``, ``daq/ENT/GW/DEV/data``, ``…/meta`` and ``…/alarms``.
+Topics: ``daq/ENT/GW/status``, ``daq/ENT/GW/data`` (batches), ``daq/ENT/GW/DEV/meta`` and
+``…/alarms``.
 Messages that do not decode are dropped here, before they reach the state: a retained meta
 message of the wrong shape would otherwise sit in the state and break every later
 computation that reads it (energy meters, snapshots).
@@ -23,7 +24,8 @@ import paho.mqtt.client as mqtt
 
 from daq.alarms import AlarmPayloadError, decode_alarms
 from daq.config import LoadedConfig
-from daq.payload import PayloadError, decode_data
+from daq.model import Reading
+from daq.payload import PayloadError, decode_unverified
 from gateway.dashboard.state import LiveState
 from gateway.mqtt import connect_async, make_client, unique_client_id
 
@@ -106,13 +108,17 @@ class MqttFeed:
         if len(parts) == 4 and parts[3] == "status":
             self._hand_over(self.state.apply_status, parts[1], parts[2],
                             payload.decode("utf-8", "replace"), now)
-        elif len(parts) == 5 and parts[4] == "data":
+        elif len(parts) == 4 and parts[3] == "data":
             try:
-                readings = decode_data(payload)
+                readings = decode_unverified(payload, msg.topic).readings
             except PayloadError as exc:
                 self._drop(msg.topic, str(exc))
                 return
-            self._hand_over(self.state.apply_readings, readings, now)
+            by_device: dict[str, list[Reading]] = {}
+            for r in readings:  # a batch holds the polls of several devices: one at a time
+                by_device.setdefault(r.device, []).append(r)
+            for polled in by_device.values():
+                self._hand_over(self.state.apply_readings, polled, now)
         elif len(parts) == 5 and parts[4] == "meta":
             try:
                 doc = orjson.loads(payload)

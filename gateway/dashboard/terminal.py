@@ -1,6 +1,6 @@
 """A live terminal table of the latest value of every channel, fed from MQTT.
 
-It subscribes like any operator's client would (QoS 0, ``daq/{enterprise}/+/+/data``), so
+It subscribes like any operator's client would (QoS 0, ``daq/{enterprise}/+/data``), so
 what it shows has really gone through the broker.
 """
 
@@ -18,7 +18,7 @@ from rich.text import Text
 
 from daq.config import LoadedConfig
 from daq.model import Quality, Reading
-from daq.payload import PayloadError, decode_data
+from daq.payload import PayloadError, decode_unverified
 from gateway.mqtt import connect_async, make_client
 
 QUALITY_STYLE = {Quality.GOOD: "green", Quality.UNCERTAIN: "yellow", Quality.BAD: "bold red"}
@@ -41,13 +41,13 @@ class LiveFeed:
         self.client, props = make_client(loaded, client_id)
         self._props = props
         ent = loaded.config.enterprise.id
-        self.topic = f"daq/{ent}/+/+/data"
+        self.topic = f"daq/{ent}/+/data"
         self.client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=0)
         self.client.on_message = self._on_message
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            readings = decode_data(bytes(msg.payload))
+            readings = decode_unverified(bytes(msg.payload), msg.topic).readings
         except PayloadError:
             return
         now = time.time_ns()

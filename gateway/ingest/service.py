@@ -1,11 +1,13 @@
 """The ingest: MQTT → storage, acknowledging each message only once it is safe.
 
 Subscribes (MQTT v5, QoS 1, manual acknowledgement) to ``daq/#`` or a shared subscription,
-batches data messages by size and time, and writes them to the configured storage. A
+batches the gateways' signed batches (``daq.data/2``) by size and time, verifies each against
+the gateway's pinned key, checks every field, and writes them to the configured storage. A
 message is acknowledged to the broker only after its batch was written — or, while the
 storage is down, after it was committed to the local spool (SQLite), from which a replayer
-writes it once the storage answers again. So a storage outage costs disk, never readings,
-and the broker's per-client queue limit (``max_queued_messages``) is never what decides.
+writes it once the storage answers again. Once written, the ingest confirms the stored
+sequence numbers to the gateway (``daq.ack/1`` on ``daq-ack/{enterprise}/{gateway}``), and
+only then does the gateway delete them: a broker that loses messages loses nothing.
 
 Threads: paho's network thread receives and hands messages over; one writer thread owns
 the storage connection and the spool. Storage backends are synchronous.
@@ -22,55 +24,62 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 
-from daq.alarms import AlarmPayloadError, decode_alarms
 from daq.config import LoadedConfig
 from daq.model import Reading
-from daq.payload import PayloadError, decode_data
+from daq.payload import (
+    Ack,
+    Batch,
+    PayloadError,
+    ack_topic,
+    decode_batch,
+    encode_ack,
+    topic_gateway,
+)
+from daq.signing import TRAILER, SignatureError, verify_signed
 from gateway.ingest.deadletters import DeadLetters
+from gateway.ingest.evidence import EvidenceStore
+from gateway.ingest.keyring import KeyRing
 from gateway.mqtt import LinkLog, connect_async, make_client, unique_client_id
 from gateway.outbox import Outbox
+from gateway.sequence import RangeSet
 from gateway.storage.base import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
+_BYTES_PER_READING = 150  # about, in a batch: the writer wakes at ~batch_size readings
+
 
 def stored_topic(topic: str) -> bool:
-    """Data and alarm messages are stored; meta and status are retained state only."""
-    return topic.endswith(("/data", "/alarms"))
+    """Gateways' batches are stored; meta, status, alarm state and acknowledgements are not."""
+    return topic_gateway(topic, "data") is not None
 
 
-def readings_of(topic: str, payload: bytes, *, now_ns: int | None = None) -> list[Reading]:
-    """The readings a stored message becomes. An alarms message becomes its events, as
-    readings of quantity ``alarm`` (measurement ``alarm`` in InfluxDB): channel = the alarm's
-    key (``kind`` or ``kind:channel``), value 1 when raised and 0 when cleared, reason = the
-    alarm's reason, at the event's time.
+def batch_of(topic: str, payload: bytes, keys: KeyRing | None, *,
+             now_ns: int | None = None) -> tuple[Batch, str | None]:
+    """The batch a stored message carries, and the key id that signed it.
 
-    Raises PayloadError for a malformed message, and for one whose enterprise, gateway or
-    device differ from its topic's (``daq/{enterprise}/{gateway}/{device}/data``): a
-    gateway allowed to publish only under its own prefix could otherwise store readings
-    under another's name."""
-    parts = topic.split("/")
-    if len(parts) != 5 or parts[0] != "daq" or parts[4] not in ("data", "alarms"):
-        raise PayloadError(f"not a daq data or alarms topic: {topic[:120]!r}")
-    if parts[4] == "data":
-        readings = decode_data(payload, now_ns=now_ns)
-        first = readings[0]
-        said = (first.enterprise, first.gateway, first.device)
+    Raises SignatureError for a message not signed by a pinned, unrevoked key of the gateway
+    its topic names (with ``keys`` None: signatures not required, the trailer is ignored),
+    and PayloadError for a malformed one or one whose enterprise or gateway differ from its
+    topic's (``daq/{enterprise}/{gateway}/data``): a gateway allowed to publish only under its
+    own prefix could otherwise store readings under another's name."""
+    where = topic_gateway(topic, "data")
+    if where is None:
+        raise PayloadError(f"not a daq data topic: {topic[:120]!r}")
+    kid: str | None = None
+    if keys is not None:
+        body, kid = verify_signed(payload, lambda k: keys.lookup(k, *where))
     else:
-        try:
-            state = decode_alarms(payload, now_ns=now_ns)
-        except AlarmPayloadError as exc:
-            raise PayloadError(str(exc)) from exc
-        said = (state.enterprise, state.gateway, state.device)
-        readings = [Reading(e.ts_ns, state.enterprise, state.gateway, state.device,
-                            e.alarm.key, "alarm", "", 1 if e.action == "raised" else 0,
-                            reason=e.alarm.reason)
-                    for e in state.events]
-    if said != tuple(parts[1:4]):
-        raise PayloadError(f"payload names {'/'.join(said)} but was published on {topic!r}")
-    return readings
+        cut = payload.rfind(TRAILER)
+        body = payload if cut < 0 else payload[:cut]
+    batch = decode_batch(body, now_ns=now_ns)
+    if (batch.enterprise, batch.gateway) != where:
+        raise PayloadError(f"payload names {batch.enterprise}/{batch.gateway} but was "
+                           f"published on {topic!r}")
+    return batch, kid
 
 
 @dataclass(slots=True)
@@ -87,8 +96,13 @@ class _Parsed:
 
     topic: str
     payload: bytes
-    readings: list[Reading]
-    alarms: bool  # an alarms message: its readings are alarm events
+    batch: Batch
+    readings: list[Reading]  # the batch's readings, then its alarm events as readings
+    events: int  # how many of the readings are alarm events
+
+    @property
+    def stream(self) -> tuple[str, str, str]:
+        return self.batch.enterprise, self.batch.gateway, self.batch.epoch
 
 
 @dataclass
@@ -98,8 +112,23 @@ class IngestStats:
     written_alarm_events: int = 0  # raised/cleared events of alarms messages
     written_messages: int = 0
     spooled_messages: int = 0
-    rejected_messages: int = 0
+    rejected_messages: int = 0  # dead-lettered, for any reason
+    unsigned_messages: int = 0  # of those: no valid signature by a pinned key
+    duplicates: int = 0  # messages stored again (the same gateway, epoch and sequence)
+    gaps: int = 0  # sequence ranges missing for longer than gap_report_s
     write_errors: int = 0
+    acks_sent: int = 0
+
+
+class _Stream:
+    """What the ingest stored of one gateway epoch's sequence, and what it has confirmed."""
+
+    __slots__ = ("gaps_seen", "stored", "unacked")
+
+    def __init__(self) -> None:
+        self.stored = RangeSet()
+        self.unacked = RangeSet()
+        self.gaps_seen: dict[tuple[int, int], float] = {}  # gap -> first seen (monotonic)
 
 
 class Ingest:
@@ -131,11 +160,19 @@ class Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.keys: KeyRing | None = None
+        if self.cfg.require_signatures:
+            self.keys = KeyRing(loaded.keys_registry())
+        self.shared = self.cfg.subscription.startswith("$share/")
+        self.gap_report_s = 60.0
+        self._streams: dict[tuple[str, str, str], _Stream] = {}
+        self._evidence: EvidenceStore | None = None
         self.client.on_disconnect = self._on_disconnect
         self.link = LinkLog("ingest", loaded)
         self.link.watch(self.client)
         self._lock = threading.Condition()
         self._inbox: list[_Message] = []
+        self._inbox_bytes = 0
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,8 +210,9 @@ class Ingest:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
             self._inbox.append(_Message(msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+            self._inbox_bytes += len(msg.payload)
             self.stats.received += 1
-            if len(self._inbox) >= self.cfg.batch_size:
+            if self._inbox_bytes >= self.cfg.batch_size * _BYTES_PER_READING:
                 self._lock.notify()
 
     # lifecycle -----------------------------------------------------------------------------
@@ -213,6 +251,8 @@ class Ingest:
         try:
             self._spool = Outbox(self.loaded.resolve(self.cfg.spool))
             self._dead = DeadLetters(self.loaded.resolve(self.cfg.dead_letter))
+            if self.cfg.evidence != "none":
+                self._evidence = EvidenceStore(self.loaded.resolve(self.cfg.evidence_store))
             self._write_loop()
         except BaseException as exc:  # supervised boundary: record, log, let the owner exit
             self.failure = exc
@@ -221,7 +261,7 @@ class Ingest:
         finally:
             if self.failure is not None:
                 self.failed.set()
-            for closable in (self._spool, self._dead, self.storage):
+            for closable in (self._spool, self._dead, self._evidence, self.storage):
                 if closable is not None:
                     with contextlib.suppress(sqlite3.Error, StorageError, OSError):
                         closable.close()
@@ -236,6 +276,7 @@ class Ingest:
                 if not self._inbox and not self._stop.is_set():
                     self._lock.wait(interval)
                 batch, self._inbox = self._inbox, []
+                self._inbox_bytes = 0
             if batch and not self._handle(batch, write=time.monotonic() >= outage_until):
                 outage_until = time.monotonic() + backoff
                 backoff = min(backoff * 2, 30.0)
@@ -252,39 +293,84 @@ class Ingest:
 
     def _parse(self, messages: list[_Message]) -> list[_Parsed]:
         """The stored messages of a batch as readings; each invalid one dead-lettered alone,
-        with its reason."""
+        with its reason. A message signed by its gateway's pinned key but invalid is
+        confirmed to the gateway (it is kept here, and sending it again would not help); one
+        without a valid signature is never confirmed (it could name a real message's
+        sequence number)."""
         assert self._dead is not None
         now = time.time_ns()
         parsed: list[_Parsed] = []
         for m in messages:
             if not stored_topic(m.topic):
-                continue  # meta and status: retained, nothing to store
+                continue  # meta, status, alarm state, acknowledgements: nothing to store
             try:
-                got = readings_of(m.topic, m.payload, now_ns=now)
-            except PayloadError as exc:
-                self._dead.put_many([(m.topic, m.payload)], f"invalid: {exc}")
-                self.stats.rejected_messages += 1
-                log.warning("ingest: invalid message on %s (%s); kept in %s",
-                            m.topic[:120], exc, self._dead.path)
+                batch, _kid = batch_of(m.topic, m.payload, self.keys, now_ns=now)
+            except SignatureError as exc:
+                self.stats.unsigned_messages += 1
+                self._reject(m.topic, m.payload, f"not authentic: {exc}")
                 continue
-            parsed.append(_Parsed(m.topic, m.payload, got, m.topic.endswith("/alarms")))
+            except PayloadError as exc:
+                self._reject(m.topic, m.payload, f"invalid: {exc}")
+                self._confirm_signed(m.topic, m.payload)
+                continue
+            events = batch.event_readings()
+            parsed.append(_Parsed(m.topic, m.payload, batch, batch.readings + events,
+                                  len(events)))
         return parsed
+
+    def _reject(self, topic: str, payload: bytes, reason: str) -> None:
+        assert self._dead is not None
+        self._dead.put_many([(topic, payload)], reason)
+        self.stats.rejected_messages += 1
+        log.warning("ingest: message on %s kept in %s: %s", topic[:120], self._dead.path,
+                    reason)
+
+    def _confirm_signed(self, topic: str, payload: bytes) -> None:
+        """Confirm a validly signed message that cannot be stored (its sequence number read
+        leniently: the body did not decode as a whole)."""
+        if self.keys is None:
+            return
+        where = topic_gateway(topic, "data")
+        try:
+            assert where is not None
+            body, _ = verify_signed(payload, lambda k: self.keys.lookup(k, *where)
+                                    if self.keys else None)
+            doc = orjson.loads(body)
+            epoch, seq = doc["epoch"], doc["seq"]
+        except (SignatureError, orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
+            return
+        if type(epoch) is str and type(seq) is int and 1 <= seq < 1 << 63:
+            self._streams.setdefault((*where, epoch), _Stream()).unacked.add(seq)
 
     def _handle(self, batch: list[_Message], *, write: bool) -> bool:
         """Write (or spool) one batch and acknowledge it; False if the storage is down."""
         parsed = self._parse(batch)
         ok = True
         if parsed and write:
-            rest = self._store(parsed)
-            if rest:
-                self._spool_parsed(rest)
-                ok = False
+            for part in self._parts(parsed):
+                rest = self._store(part) if ok else part
+                if rest:
+                    self._spool_parsed(rest)
+                    ok = False
         elif parsed:
             self._spool_parsed(parsed)
         for m in batch:  # acknowledged in arrival order, once written, spooled or dead-lettered
             if m.qos > 0:
                 self.client.ack(m.mid, m.qos)
+        self._send_acks()
         return ok
+
+    def _parts(self, parsed: list[_Parsed]) -> list[list[_Parsed]]:
+        """Writes of at most ``batch_size`` readings (a message is never split)."""
+        parts: list[list[_Parsed]] = [[]]
+        size = 0
+        for p in parsed:
+            if parts[-1] and size + len(p.readings) > self.cfg.batch_size:
+                parts.append([])
+                size = 0
+            parts[-1].append(p)
+            size += len(p.readings)
+        return parts
 
     def _store(self, parsed: list[_Parsed]) -> list[_Parsed]:
         """Write messages; return those not written because the storage is down (to spool).
@@ -320,18 +406,57 @@ class Ingest:
                 return rest + parsed[half:]
             return self._store(parsed[half:])
         (p,) = parsed
-        log.error("ingest: message on %s kept in %s: %s", p.topic[:120], self._dead.path, reason)
-        self._dead.put_many([(p.topic, p.payload)], reason)
-        self.stats.rejected_messages += 1
+        self._reject(p.topic, p.payload, reason)
+        # the gateway's own message, kept here: sending it again would not help
+        self._streams.setdefault(p.stream, _Stream()).unacked.add(p.batch.seq)
         return []
 
     def _count_written(self, parsed: list[_Parsed], readings: list[Reading]) -> None:
-        events = sum(len(p.readings) for p in parsed if p.alarms)
+        events = sum(p.events for p in parsed)
         self.stats.written_readings += len(readings) - events
         self.stats.written_alarm_events += events
         self.stats.written_messages += len(parsed)
+        evidence = []
+        for p in parsed:
+            stream = self._streams.setdefault(p.stream, _Stream())
+            if not stream.stored.add(p.batch.seq):
+                self.stats.duplicates += 1
+                log.info("ingest: %s/%s epoch %s seq %d stored again (a resend)", *p.stream,
+                         p.batch.seq)
+            stream.unacked.add(p.batch.seq)
+            if self._evidence is not None and (self.cfg.evidence == "all" or any(
+                    r.cert is not None or r.verification is not None for r in p.readings)):
+                evidence.append((*p.stream, p.batch.seq, p.payload))
+        if self._evidence is not None:
+            self._evidence.put_many(evidence)
         if self.on_written is not None:
             self.on_written(readings)
+
+    def _send_acks(self) -> None:
+        """Confirm to each gateway what was stored since the last confirmation, and report
+        sequence ranges that stay missing (not with a shared subscription: there the other
+        members store what this one does not see)."""
+        now = time.monotonic()
+        for (ent, gw, epoch), stream in self._streams.items():
+            if stream.unacked:
+                ack = Ack(ent, gw, epoch, tuple(stream.unacked.ranges()))
+                self.client.publish(ack_topic(ent, gw), encode_ack(ack), qos=1)
+                self.stats.acks_sent += 1
+                stream.unacked = RangeSet()
+            if self.shared:
+                continue
+            gaps = set(stream.stored.gaps())
+            for gap in gaps - stream.gaps_seen.keys():
+                stream.gaps_seen[gap] = now
+            for gap in list(stream.gaps_seen):
+                if gap not in gaps:
+                    del stream.gaps_seen[gap]
+                elif now - stream.gaps_seen[gap] >= self.gap_report_s:
+                    self.stats.gaps += 1
+                    log.warning("ingest: %s/%s epoch %s: seq %d–%d missing for %.0f s "
+                                "(the gateway sends what is not confirmed again)", ent, gw,
+                                epoch, gap[0], gap[1], now - stream.gaps_seen[gap])
+                    stream.gaps_seen[gap] = float("inf")  # reported once
 
     def _spool_parsed(self, parsed: list[_Parsed]) -> None:
         assert self._spool is not None
@@ -352,3 +477,4 @@ class Ingest:
                 log.debug("ingest: storage still unavailable")
                 return False
             self._spool.ack(row[0] for row in rows)
+            self._send_acks()

@@ -33,7 +33,7 @@ from gateway.storage.base import StorageError
 
 __all__ = ["SCHEMA_VERSION", "HistorianStorage", "open_reader"]
 
-SCHEMA_VERSION = 2  # 2: cert and verification columns (1 is migrated on open)
+SCHEMA_VERSION = 3  # 2: cert and verification; 3: u renamed u_std (older ones migrated on open)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS readings (
     raw        REAL,
     quality    TEXT NOT NULL,
     reason     TEXT,
-    u          REAL,
+    u_std      REAL,
     k          REAL,
     cert       TEXT,
     verification TEXT,
@@ -60,14 +60,16 @@ CREATE INDEX IF NOT EXISTS readings_device_channel_ts ON readings (device, chann
 
 _INSERT = (
     "INSERT OR REPLACE INTO readings (enterprise, gateway, device, channel, ts_ns, quantity, "
-    "unit, value, text, raw, quality, reason, u, k, cert, verification) "
+    "unit, value, text, raw, quality, reason, u_std, k, cert, verification) "
     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _COLUMNS = ("ts_ns, enterprise, gateway, device, channel, quantity, unit, value, text, raw, "
-            "quality, reason, u, k, cert, verification")
+            "quality, reason, u_std, k, cert, verification")
 _MIGRATIONS = {  # from version n to n + 1
     1: ("ALTER TABLE readings ADD COLUMN cert TEXT",
         "ALTER TABLE readings ADD COLUMN verification TEXT"),
+    # InfluxDB 3's SQL folds unquoted names: u and U would collide; one name everywhere
+    2: ("ALTER TABLE readings RENAME COLUMN u TO u_std",),
 }
 
 

@@ -3,7 +3,8 @@
 The schema (one point per reading)::
 
     <quantity>,channel=…,device=…,enterprise=…,gateway=…,unit=…[,verification=…] \
-value=<float>,raw=<float>,quality="good",reason="…",u=<float>,k=<float>,U=<float>,cert="…" <ts_ns>
+value=<float>,raw=<float>,quality="good",reason="…",u_std=<float>,k=<float>,u_exp=<float>,\
+cert="…" <ts_ns>
 
 * measurement = ``reading.quantity``; tags in sorted key order (what InfluxDB sorts them into
   anyway); a tag whose value is empty is left out (line protocol has no empty tag values).
@@ -12,9 +13,11 @@ value=<float>,raw=<float>,quality="good",reason="…",u=<float>,k=<float>,U=<flo
   A non-finite float (NaN, ±inf) has no line-protocol representation: ``value`` is left out
   and ``text`` carries ``"nan"``/``"inf"``/``"-inf"``.
 * ``raw`` is a float field, left out when ``None``, a string, or not finite.
-* ``quality`` is always written (string field), ``reason`` only when set; ``u`` (standard
-  uncertainty), ``k`` and ``U`` = k·u only when set (and finite), ``cert`` (the certificate
-  applied, a string field) only when set.
+* ``quality`` is always written (string field), ``reason`` only when set (several reasons
+  comma-separated); ``u_std`` (standard uncertainty), ``k`` and ``u_exp`` = k·u only when set
+  (and finite), ``cert`` (the certificate applied, a string field) only when set. The names
+  survive every backend: InfluxDB 3's SQL folds unquoted names, so ``u`` and ``U`` would
+  collide.
 * ``verification`` is a tag, present only when the instrument's mandatory verification is
   not in order (``overdue`` …), so ``WHERE verification = 'overdue'`` finds those readings.
 * A bad reading (``value is None``) is still written: ``quality`` and ``reason`` carry it.
@@ -138,11 +141,11 @@ def _fields(r: Reading) -> str:
     u = _num(r.u)
     k = _num(r.k)
     if u is not None:
-        parts.append(f"u={u!r}")
+        parts.append(f"u_std={u!r}")
     if k is not None:
         parts.append(f"k={k!r}")
-    if u is not None and k is not None and (big_u := _num(u * k)) is not None:
-        parts.append(f"U={big_u!r}")
+    if u is not None and k is not None and (u_exp := _num(u * k)) is not None:
+        parts.append(f"u_exp={u_exp!r}")
     if r.cert:
         parts.append(f'cert="{escape_string_field(r.cert)}"')
     return ",".join(parts)

@@ -1,4 +1,4 @@
-"""Untrusted messages: whatever a field holds, ``decode_data`` either returns readings that
+"""Untrusted messages: whatever a field holds, ``decode_batch`` either returns readings that
 every storage formatter can write, or raises PayloadError — never anything else."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from daq.alarms import AlarmPayloadError, decode_alarms, encode_alarms
 from daq.model import now_ns
-from daq.payload import PayloadError, decode_data
+from daq.payload import PayloadError, decode_batch
 from gateway.storage.lineproto import to_line
 
 JSON = st.recursive(
@@ -22,27 +22,29 @@ JSON = st.recursive(
                                                                    max_size=3),
     max_leaves=8,
 )
-READING_FIELDS = ("channel", "quantity", "unit", "ts", "value", "raw", "quality", "reason",
-                  "u", "k", "U", "cert", "verification", "extra")
-TOP_FIELDS = ("schema", "enterprise", "gateway", "device", "seq", "readings", "extra")
+READING_FIELDS = ("channel", "quantity", "unit", "ts", "value", "raw", "quality", "reasons",
+                  "u_std", "k", "u_exp", "cert", "verification", "extra")
+TOP_FIELDS = ("schema", "enterprise", "gateway", "epoch", "seq", "polls", "events", "extra")
 
 
 def good() -> dict[str, Any]:
-    return {"schema": "daq.data/1", "enterprise": "e", "gateway": "g", "device": "d", "seq": 1,
-            "readings": [{"channel": "c", "quantity": "voltage", "unit": "V", "ts": now_ns(),
-                          "value": 1.0, "raw": 1, "quality": "good"}]}
+    return {"schema": "daq.data/2", "enterprise": "e", "gateway": "g",
+            "epoch": "0123456789abcdef", "seq": 1,
+            "polls": [{"device": "d", "readings": [
+                {"channel": "c", "quantity": "voltage", "unit": "V", "ts": now_ns(),
+                 "value": 1.0, "raw": 1, "quality": "good"}]}]}
 
 
 @settings(max_examples=400, deadline=None)
 @given(field=st.sampled_from(READING_FIELDS), value=JSON)
 def test_any_reading_field_value_is_decoded_or_refused(field: str, value: Any) -> None:
     doc = good()
-    doc["readings"][0][field] = value
+    doc["polls"][0]["readings"][0][field] = value
     try:
-        readings = decode_data(json.dumps(doc).encode())
+        batch = decode_batch(json.dumps(doc).encode())
     except PayloadError:
         return
-    for r in readings:
+    for r in batch.readings:
         to_line(r)  # whatever is accepted can be formatted for storage
 
 
@@ -52,10 +54,10 @@ def test_any_message_field_value_is_decoded_or_refused(field: str, value: Any) -
     doc = good()
     doc[field] = value
     try:
-        readings = decode_data(json.dumps(doc).encode())
+        batch = decode_batch(json.dumps(doc).encode())
     except PayloadError:
         return
-    for r in readings:
+    for r in batch.readings + batch.event_readings():
         to_line(r)
 
 
@@ -63,7 +65,7 @@ def test_any_message_field_value_is_decoded_or_refused(field: str, value: Any) -
 @given(data=st.binary(max_size=200))
 def test_any_bytes_are_decoded_or_refused(data: bytes) -> None:
     with contextlib.suppress(PayloadError):
-        decode_data(data)
+        decode_batch(data)
     with contextlib.suppress(AlarmPayloadError):
         decode_alarms(data)
 

@@ -8,9 +8,12 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from calibration.keys import pin_site_keys
+from calibration.registry import Registry
 from daq.alarms import AlarmState, decode_alarms
 from daq.config import LoadedConfig
 from daq.model import Reading
@@ -20,12 +23,26 @@ from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 
 
+def pin_keys(loaded: LoadedConfig) -> None:
+    """Pin the site's gateways' signing keys in its registry, as commissioning does
+    (``daq keys pin``): the ingest stores only what a pinned key signed."""
+    with Registry(loaded.keys_registry()) as reg:
+        pin_site_keys(reg, loaded, "test", "test site commissioned")
+
+
+def start_ingest(loaded: LoadedConfig, **kwargs: Any) -> Ingest:
+    """An ingest of the site, its gateways' keys pinned first, started."""
+    pin_keys(loaded)
+    ingest = Ingest(loaded, open_storage(loaded), **kwargs)
+    ingest.start()
+    return ingest
+
+
 async def run_path(loaded: LoadedConfig, polls: int,
                    others: Sequence[Ingest] = ()) -> tuple[GatewayService, Ingest]:
     """Run ingest + gateway until every device has been polled ``polls`` times; drain.
     ``others``: ingests already running that share the work."""
-    ingest = Ingest(loaded, open_storage(loaded))
-    ingest.start()
+    ingest = start_ingest(loaded)
     assert await asyncio.to_thread(ingest.wait_subscribed, 10), "ingest did not subscribe"
     gw = GatewayService(loaded)
     task = asyncio.create_task(gw.run())
@@ -90,8 +107,7 @@ async def wait_for(predicate: Callable[[], object], timeout_s: float, what: str)
 async def running(loaded: LoadedConfig) -> AsyncIterator[tuple[GatewayService, Ingest]]:
     """Ingest and gateway of a site running; on leaving, the gateway stops and everything it
     acquired is stored before the ingest stops."""
-    ingest = Ingest(loaded, open_storage(loaded))
-    ingest.start()
+    ingest = start_ingest(loaded)
     assert await asyncio.to_thread(ingest.wait_subscribed, 10), "ingest did not subscribe"
     gw = GatewayService(loaded)
     task = asyncio.create_task(gw.run())

@@ -37,7 +37,7 @@ from calibration.records import (
 from calibration.registry import Registry
 from daq.config import load_config
 from daq.model import Reading
-from daq.payload import decode_data
+from daq.payload import decode_unverified
 from gateway.acquisition.service import GatewayService
 from gateway.bench.journal import SessionJournal
 from gateway.outbox import Outbox
@@ -197,7 +197,7 @@ mqtt: {{host: 127.0.0.1, port: {free_port()}}}
     box = Outbox(tmp_path / "gw-outbox.sqlite")
     try:
         return [r for _, topic, payload, _ in box.pending(0, 10_000)
-                if topic.endswith("/data") for r in decode_data(payload)]
+                for r in decode_unverified(payload, topic).readings]
     finally:
         box.close()
 

@@ -24,7 +24,7 @@ from gateway.acquisition.service import GatewayService
 from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 from simulators.fleet import MeterFleet, MeterSpec
-from tests.integration.pathrun import run_path
+from tests.integration.pathrun import pin_keys, run_path
 
 pytestmark = pytest.mark.services
 
@@ -179,6 +179,8 @@ async def test_two_ingests_share_the_load_through_a_shared_subscription(
             "dead_letter": f"dead-{i}.sqlite"})
         return dataclasses.replace(loaded, config=loaded.config.model_copy(
             update={"ingest": ingest}))
+
+    pin_keys(loaded)
 
     ingests = [Ingest(member(i), open_storage(loaded)) for i in (1, 2)]
     # run_path starts one more member itself: three ingests share the group

@@ -24,6 +24,7 @@ from simulators.instruments import (
     PrtReadoutSimulator,
     ScpiDmmSimulator,
 )
+from tests.integration.pathrun import pin_keys
 
 pytestmark = pytest.mark.services
 
@@ -57,6 +58,7 @@ ingest: {{subscription: "daq/{ent}/#", spool: spool.sqlite, dead_letter: dead.sq
 storage: {{kind: historian, path: h.sqlite}}
 """)
         loaded = load_config(site)
+        pin_keys(loaded)
         ingest = Ingest(loaded, open_storage(loaded))
         ingest.start()
         assert await asyncio.to_thread(ingest.wait_subscribed, 10)

@@ -1,4 +1,5 @@
-"""`daq gateway` as a service manager runs it: SIGTERM flushes the outbox and goes offline."""
+"""`daq gateway` as a service manager runs it: SIGTERM flushes the outbox and goes offline.
+(No ingest here, so the site lets the broker's PUBACK confirm a message: ``confirm: broker``.)"""
 
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ async def test_sigterm_flushes_and_goes_offline(tmp_path: Path, mqtt_broker: Any
     def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/meta"):
             meta.append((msg.retain, bytes(msg.payload)))
-        else:
-            (status if msg.topic.endswith("/status") else data).append(bytes(msg.payload))
+        elif msg.topic.endswith("/status"):
+            status.append(bytes(msg.payload))
+        elif msg.topic == f"daq/{ent}/gw/data":
+            data.append(bytes(msg.payload))
 
     sub.on_message = on_message
     sub.connect(mqtt_broker.host, mqtt_broker.port)
@@ -52,6 +55,7 @@ enterprise: {{id: {ent}}}
 gateways:
   - id: gw
     outbox: outbox.sqlite
+    delivery: {{confirm: broker}}
     buses:
       - {{id: b, protocol: modbus-tcp, host: 127.0.0.1, port: {fleet["m"].port},
          devices: [{{id: m, profile: sdm630, interval_ms: 200}}]}}
@@ -60,21 +64,28 @@ mqtt: {{host: {mqtt_broker.host}, port: {mqtt_broker.port}}}
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "daq.cli", "gateway", str(site), cwd=REPO,
                 stderr=asyncio.subprocess.PIPE)
-            for _ in range(200):
-                if len(data) >= 3:
-                    break
-                await asyncio.sleep(0.05)
-            assert len(data) >= 3
-            assert status[-1] == b"online"
-            # the device is described once, retained, as documented
-            schema = json.loads((REPO / "docs" / "mqtt-meta.schema.json").read_text())
-            (described,) = [json.loads(p) for _, p in meta]
-            jsonschema.validate(described, schema)
-            assert [c["id"] for c in described["channels"]][:3] == [
-                "voltage_l1", "voltage_l2", "voltage_l3"]
-            jsonschema.validate(json.loads(data[0]),
-                                json.loads((REPO / "docs" / "mqtt-payload.schema.json")
-                                           .read_text()))
+            try:
+                for _ in range(200):
+                    if len(data) >= 3:
+                        break
+                    await asyncio.sleep(0.05)
+                assert len(data) >= 3
+                assert status[-1] == b"online"
+                # the device is described once, retained, as documented
+                schema = json.loads((REPO / "docs" / "mqtt-meta.schema.json").read_text())
+                (described,) = [json.loads(p) for _, p in meta]
+                jsonschema.validate(described, schema)
+                assert [c["id"] for c in described["channels"]][:3] == [
+                    "voltage_l1", "voltage_l2", "voltage_l3"]
+                body, _, trailer = data[0].rpartition(b"\n")
+                assert trailer.startswith(b"#ed25519 ")  # signed, as every batch
+                jsonschema.validate(json.loads(body),
+                                    json.loads((REPO / "docs" / "mqtt-payload.schema.json")
+                                               .read_text()))
+            except BaseException:
+                proc.kill()  # never leave the gateway running when the test fails
+                await proc.wait()
+                raise
             proc.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(proc.communicate(), 20)
             assert proc.returncode == 0, err.decode()
@@ -91,7 +102,7 @@ mqtt: {{host: {mqtt_broker.host}, port: {mqtt_broker.port}}}
             box.close()
     finally:
         # clear the retained status this test left on the shared broker
-        for topic in (f"daq/{ent}/gw/status", f"daq/{ent}/gw/m/meta"):
+        for topic in (f"daq/{ent}/gw/status", f"daq/{ent}/gw/m/meta", f"daq/{ent}/gw/m/alarms"):
             sub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         sub.loop_stop()
         sub.disconnect()

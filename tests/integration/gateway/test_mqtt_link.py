@@ -17,6 +17,7 @@ from gateway.ingest.service import Ingest
 from gateway.outbox import Outbox
 from gateway.storage import open_storage
 from simulators.broker import free_port, private_mosquitto
+from tests.integration.pathrun import pin_keys
 
 pytestmark = pytest.mark.services
 
@@ -51,9 +52,10 @@ async def test_outage_and_recovery_are_each_logged_once(
     caplog.set_level(logging.INFO)
     port = free_port()
     loaded = site(tmp_path, port)
+    pin_keys(loaded)
     ingest = Ingest(loaded, open_storage(loaded))
     outbox = Outbox(tmp_path / "outbox.sqlite")
-    publisher = Publisher(loaded, outbox, "link-gw")
+    publisher = Publisher(loaded, outbox, "link-gw", enterprise="link", gateway="gw-1")
     ingest.start()
     publisher.start()
     stopped = False

@@ -87,7 +87,7 @@ def test_export_import_json(reg: Registry, tmp_path: Path) -> None:
     out = tmp_path / "export.json"
     reg.export_json(out)
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert sorted(data) == ["certificates", "instruments", "verifications"]
+    assert sorted(data) == ["certificates", "instruments", "keys", "verifications"]
     with Registry(tmp_path / "copy.sqlite") as copy:
         entries = copy.import_json(out, "bob", "copy")
         assert len(entries) == 7

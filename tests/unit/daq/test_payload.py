@@ -1,4 +1,5 @@
-"""The MQTT payload: encoded messages match the documented JSON Schema and round-trip."""
+"""The MQTT payloads: encoded messages match the documented JSON Schemas and round-trip;
+signed batches verify only with the signing key, and only unchanged."""
 
 from __future__ import annotations
 
@@ -8,8 +9,21 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from daq.alarms import Alarm, AlarmEvent
 from daq.model import ChannelMeta, DeviceMeta, Quality, Reading
-from daq.payload import PayloadError, decode_data, encode_data, encode_meta
+from daq.payload import (
+    Ack,
+    PayloadError,
+    decode_ack,
+    decode_batch,
+    decode_unverified,
+    encode_ack,
+    encode_batch,
+    encode_meta,
+)
+from daq.signing import SignatureError, Signer, new_private_key, verify_signed
+
+EPOCH = "0123456789abcdef"
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
@@ -22,15 +36,69 @@ def readings() -> list[Reading]:
         Reading(1_700_000_000_123_456_999, channel="energy_import", quantity="active_energy",
                 unit="kWh", value=12345.5, raw=123455, u=0.02, k=2.0, **base),
         Reading(1_700_000_000_223_456_789, channel="current_l1", quantity="current", unit="A",
-                value=None, raw=None, quality=Quality.BAD, reason="timeout", **base),
+                value=None, raw=None, quality=Quality.BAD, reason="timeout,stuck", **base),
     ]
 
 
-def test_data_message_matches_schema_and_round_trips() -> None:
+def other_device() -> list[Reading]:
+    return [Reading(1_700_000_001_000_000_000, "e1", "gw-1", "m2", "p", "active_power", "W",
+                    1500.25, 1500.25)]
+
+
+def event() -> tuple[str, AlarmEvent]:
+    alarm = Alarm("stuck", 1_700_000_000_000_000_000, "frozen", channel="voltage_l1")
+    return "m1", AlarmEvent("raised", 1_700_000_000_500_000_000, alarm)
+
+
+def test_batch_matches_schema_and_round_trips() -> None:
     schema = json.loads((DOCS / "mqtt-payload.schema.json").read_text())
-    payload = encode_data(readings(), seq=7)
-    jsonschema.validate(json.loads(payload), schema)
-    assert decode_data(payload) == readings()
+    body = encode_batch("e1", "gw-1", EPOCH, 7, [readings(), other_device()], [event()])
+    jsonschema.validate(json.loads(body), schema)
+    batch = decode_batch(body)
+    assert (batch.enterprise, batch.gateway, batch.epoch, batch.seq) == ("e1", "gw-1", EPOCH, 7)
+    assert batch.readings == readings() + other_device()
+    assert batch.events == [event()]
+    assert batch.devices() == ["m1", "m2"]
+    (alarm,) = batch.event_readings()
+    assert (alarm.device, alarm.channel, alarm.quantity, alarm.value) == (
+        "m1", "stuck:voltage_l1", "alarm", 1)
+    doc = json.loads(body)
+    item = doc["polls"][0]["readings"][1]
+    assert (item["u_std"], item["k"], item["u_exp"]) == (0.02, 2.0, 0.04)
+    assert "u" not in item
+    assert "U" not in item  # InfluxDB 3's SQL would fold them into one name
+    assert doc["polls"][0]["readings"][2]["reasons"] == ["timeout", "stuck"]
+
+
+def test_a_signed_batch_verifies_only_with_its_key_and_unchanged() -> None:
+    key = new_private_key()
+    signed = Signer(key).sign(encode_batch("e1", "gw-1", EPOCH, 1, [readings()]))
+    body, kid = verify_signed(signed, lambda k: key.public_key())
+    assert decode_batch(body).readings == readings()
+    assert kid == Signer(key).key_id
+    with pytest.raises(SignatureError):
+        verify_signed(signed, lambda k: new_private_key().public_key())
+    with pytest.raises(SignatureError):
+        verify_signed(signed.replace(b"230.1", b"231.1"), lambda k: key.public_key())
+    with pytest.raises(SignatureError):
+        verify_signed(signed, lambda k: None)  # not pinned
+
+
+def test_a_viewer_reads_a_batch_without_the_key_but_checks_the_topic() -> None:
+    signed = Signer(new_private_key()).sign(encode_batch("e1", "gw-1", EPOCH, 1, [readings()]))
+    assert decode_unverified(signed, "daq/e1/gw-1/data").readings == readings()
+    with pytest.raises(PayloadError):
+        decode_unverified(signed, "daq/e1/gw-2/data")
+
+
+def test_ack_matches_schema_and_round_trips() -> None:
+    schema = json.loads((DOCS / "mqtt-ack.schema.json").read_text())
+    ack = Ack("e1", "gw-1", EPOCH, ((1, 5), (7, 7)))
+    jsonschema.validate(json.loads(encode_ack(ack)), schema)
+    assert decode_ack(encode_ack(ack)) == ack
+    for bad in (b"{}", b'{"schema": "daq.ack/1", "ranges": [[5, 1]]}', b"[]"):
+        with pytest.raises(PayloadError):
+            decode_ack(bad)
 
 
 def test_meta_message_matches_schema() -> None:
@@ -41,13 +109,13 @@ def test_meta_message_matches_schema() -> None:
 
 
 @pytest.mark.parametrize("payload", [
-    b"", b"not json", b"[]", b'{"schema": "daq.data/1"}', b'{"schema": "other"}',
-    b'{"schema": "daq.data/1", "enterprise": "e", "gateway": "g", "device": "d", "seq": 1,'
-    b' "readings": [{"channel": "c"}]}',
+    b"", b"not json", b"[]", b'{"schema": "daq.data/2"}', b'{"schema": "other"}',
+    b'{"schema": "daq.data/2", "enterprise": "e", "gateway": "g", "epoch": "0123456789abcdef",'
+    b' "seq": 1, "polls": [{"device": "d", "readings": [{"channel": "c"}]}]}',
 ])
 def test_garbage_is_a_payload_error(payload: bytes) -> None:
     with pytest.raises(PayloadError):
-        decode_data(payload)
+        decode_batch(payload)
 
 
 def test_a_reading_without_value_must_be_bad() -> None:

@@ -102,7 +102,7 @@ storage: {{kind: influxdb_v1, url: "{influx_db.url}", database: {influx_db.name}
             before = polls_at_least()
             await wait_for(lambda: polls_at_least() >= before + 10, 30, "no polls after")
 
-    doc = influx_query(influx_db.server, 'SELECT "value", "raw", "u", "k", "U", "cert", '
+    doc = influx_query(influx_db.server, 'SELECT "value", "raw", "u_std", "k", "u_exp", "cert", '
                        '"quality", "reason", "device" FROM "voltage" WHERE time > 0',
                        db=influx_db.name)
     series = doc["results"][0]["series"][0]  # type: ignore[index]
@@ -116,10 +116,10 @@ storage: {{kind: influxdb_v1, url: "{influx_db.url}", database: {influx_db.name}
     inside = raw_inside = 0
     for r in phase1:
         truth = DMMS[r["device"]][0]
-        assert r["U"] == pytest.approx(r["u"] * r["k"])
+        assert r["u_exp"] == pytest.approx(r["u_std"] * r["k"])
         assert 1.9 < r["k"] < 2.6  # Student t at ν_eff ≥ 5 (the fit) for ≈95 %
-        inside += abs(r["value"] - truth) <= r["U"]
-        raw_inside += abs(r["raw"] - truth) <= r["U"]
+        inside += abs(r["value"] - truth) <= r["u_exp"]
+        raw_inside += abs(r["raw"] - truth) <= r["u_exp"]
     coverage = inside / len(phase1)
     # binomial sd at n = 1200 is 0.6 %; the calibrations' own (fixed) errors cost a little
     assert 0.925 <= coverage <= 0.98, f"coverage {coverage:.3f} of {len(phase1)} readings"

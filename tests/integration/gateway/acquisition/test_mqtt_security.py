@@ -22,6 +22,7 @@ from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 from simulators.broker import Broker, free_port, private_mosquitto
 from simulators.fleet import MeterFleet, MeterSpec
+from tests.integration.pathrun import pin_keys
 
 pytestmark = pytest.mark.services
 
@@ -106,6 +107,7 @@ async def test_tls_and_password_from_the_environment(
     async with MeterFleet([MeterSpec("sdm630", name="m")]) as fleet:
         loaded = load_config(site(tmp_path, ca_dir, broker, fleet["m"].port,
                                   f"t{uuid.uuid4().hex[:10]}"))
+        pin_keys(loaded)
         ingest = Ingest(loaded, open_storage(loaded))
         ingest.start()
         assert await asyncio.to_thread(ingest.wait_subscribed, 10), "no TLS connection"

@@ -20,7 +20,7 @@ import pytest
 from daq.alarms import AlarmKind
 from daq.config import LoadedConfig, load_config
 from daq.model import Quality, Reading
-from daq.payload import decode_data
+from daq.payload import decode_unverified
 from gateway.acquisition.service import GatewayService
 from gateway.ingest.service import Ingest
 from gateway.outbox import Outbox
@@ -28,7 +28,7 @@ from gateway.storage import open_storage
 from gateway.storage.historian import HistorianStorage
 from simulators.broker import free_port, private_mosquitto
 from simulators.fleet import MeterFleet, MeterSpec
-from tests.integration.pathrun import alarm_states, polling, wait_for
+from tests.integration.pathrun import alarm_states, pin_keys, polling, wait_for
 from tests.services import private_influxdb
 
 pytestmark = pytest.mark.services
@@ -151,6 +151,7 @@ async def test_broker_outage_buffers_in_the_outbox_and_replays(
         await wait_for(lambda: gw.outbox.count() >= 6, 10, "outbox did not fill")
         assert gw.publisher.acknowledged == 0
         with private_mosquitto(port=port):
+            pin_keys(loaded)
             ingest = Ingest(loaded, open_storage(loaded))
             ingest.start()
             assert await asyncio.to_thread(ingest.wait_subscribed, 10)
@@ -179,6 +180,7 @@ async def test_database_outage_spools_to_disk_and_replays(
         fleet, unique(), mqtt_broker.port,
         f"  kind: influxdb_v1\n  url: http://127.0.0.1:{db_port}\n  database: outage\n"
         "  timeout_s: 2\n"))
+    pin_keys(loaded)
     ingest = Ingest(loaded, open_storage(loaded))
     ingest.start()
     assert await asyncio.to_thread(ingest.wait_subscribed, 10)
@@ -188,10 +190,13 @@ async def test_database_outage_spools_to_disk_and_replays(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    # every message was acknowledged to the broker: it is on our disk now, not the broker's
-    await wait_for(lambda: ingest.stats.spooled_messages == gw.publisher.acknowledged, 5,
-                   "not every acknowledged message reached the spool")
+    # every message the gateway sent is on the ingest's disk now, not the broker's; storage
+    # confirmed none, so the gateway keeps every one of them too
+    await wait_for(lambda: ingest.stats.spooled_messages == gw.publisher.published, 5,
+                   "not every message sent reached the spool")
     assert ingest.stats.written_readings == 0
+    assert gw.publisher.acknowledged == 0
+    assert _count(loaded.resolve("outbox.sqlite")) == ingest.stats.spooled_messages
     with private_influxdb(port=db_port) as server:
         await wait_for(lambda: ingest.stats.written_readings >= gw.acquired, 40,
                        "the spool was not replayed")
@@ -226,6 +231,7 @@ def test_a_killed_gateway_loses_no_acknowledged_reading(tmp_path: Path) -> None:
             committed = _readings_in(outbox_path)
             assert committed
             with private_mosquitto(port=port):
+                pin_keys(loaded)
                 ingest = Ingest(loaded, open_storage(loaded))
                 ingest.start()
                 assert await asyncio.to_thread(ingest.wait_subscribed, 10)
@@ -262,8 +268,7 @@ def _count(path: Path) -> int:
 def _readings_in(path: Path) -> dict[int, list[Reading]]:
     box = Outbox(path)
     try:
-        return {row_id: decode_data(payload)  # data only: the outbox holds alarm states too
-                for row_id, topic, payload, _ in box.pending(0, 10**6)
-                if topic.endswith("/data")}
+        return {row_id: decode_unverified(payload, topic).readings
+                for row_id, topic, payload, _ in box.pending(0, 10**6)}
     finally:
         box.close()

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from daq.config import load_config
 from daq.model import Quality, Reading
-from daq.payload import data_topic, encode_data, meta_topic
+from daq.payload import data_topic, encode_batch, meta_topic
 from gateway.dashboard import Dashboard, DashboardOptions
 
 pytestmark = pytest.mark.services
@@ -92,7 +92,8 @@ storage: {{kind: historian, path: historian.sqlite}}
                             device="good", channel="voltage", quantity="voltage", unit="V",
                             value=230.0 + seq, quality=Quality.GOOD)
                 await asyncio.to_thread(publish, mqtt_broker, [
-                    (data_topic(ent, "gw-1", "good"), encode_data([r], seq), False)])
+                    (data_topic(ent, "gw-1"),
+                     encode_batch(ent, "gw-1", "00000000000000aa", seq, [[r]]), False)])
                 await asyncio.sleep(0.2)
 
         started = time.monotonic()

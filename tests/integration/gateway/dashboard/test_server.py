@@ -30,13 +30,14 @@ from calibration.registry import Registry
 from daq.alarms import Alarm, AlarmEvent, AlarmKind, alarms_topic, encode_alarms
 from daq.config import LoadedConfig, load_config
 from daq.model import Quality, Reading
-from daq.payload import data_topic, encode_data
+from daq.payload import data_topic, encode_batch
 from gateway.acquisition.service import GatewayService
 from gateway.dashboard import Dashboard, DashboardOptions
 from gateway.dashboard.history import HistorianHistory, Where
 from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 from simulators.fleet import MeterFleet, MeterSpec
+from tests.integration.pathrun import pin_keys
 
 pytestmark = pytest.mark.services
 
@@ -124,6 +125,7 @@ def plant(mqtt_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     fleet = MeterFleet(specs)
     bg.run(fleet.start())
     loaded = site_config(tmp, mqtt_broker, ent, fleet)
+    pin_keys(loaded)
     ingest = Ingest(loaded, open_storage(loaded))
     ingest.start()
     assert ingest.wait_subscribed(10)
@@ -223,7 +225,8 @@ def publish_overdue_meter(plant: Plant, device: str) -> None:
                 channel="energy_import", quantity="active_energy", unit="kWh", value=1234.5,
                 quality=Quality.UNCERTAIN, reason="verification_overdue", u=0.5, k=2.0,
                 cert=CERT, verification="overdue")
-    plant.publish(data_topic(plant.enterprise, "gw-2", device), encode_data([r], 1))
+    plant.publish(data_topic(plant.enterprise, "gw-2"),
+                  encode_batch(plant.enterprise, "gw-2", "00000000000000aa", 1, [[r]]))
 
 
 def test_an_overdue_meter_shows_its_badge(plant: Plant, page: Any) -> None:

@@ -130,7 +130,7 @@ def test_v1_write_read_back_exactly(v1: InfluxV1Storage) -> None:
         assert same_float(float(p["value"]), float(r.value)) or p["value"] == r.value == 0, p
         assert p["raw"] == float(r.raw)  # type: ignore[arg-type]
         assert p["quality"] == r.quality.value
-        assert p["u"] == r.u
+        assert p["u_std"] == r.u
         assert p["k"] == r.k
         assert "reason" not in p  # SELECT * lists only fields the measurement has
         assert "text" not in p

@@ -56,9 +56,12 @@ def test_every_command_says_the_same() -> None:
     assert set(helps) >= {"cert import", "cert list", "cert show", "cert verify",
                           "audit verify", "audit head", "trace", "verify status", "drift",
                           "calibrate run", "dashboard"}
-    plain = {h for c, h in helps.items() if c not in ("verify status", "drift", "dashboard")}
+    plain = {h for c, h in helps.items()
+             if c not in ("verify status", "drift", "dashboard", "keys pin")}
     assert plain == {"Calibration registry (SQLite) (default: $DAQ_REGISTRY, else "
                      "var/registry.sqlite)."}
     assert helps["verify status"] == helps["drift"]
     assert ".yaml/.yml/.json" in helps["drift"]
     assert "if it exists, else none" in helps["dashboard"]
+    # the keys of a site's gateways go where that site's ingest reads them
+    assert "beside the site file" in helps["keys pin"]

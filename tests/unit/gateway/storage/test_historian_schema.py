@@ -36,6 +36,9 @@ def test_version_1_is_migrated_and_keeps_its_readings(tmp_path: Path) -> None:
         new = h.series("d", "c")[1]
         assert (new.u, new.k, new.cert, new.verification) == (1e-3, 2.0, "C-1", "overdue")
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(readings)")]
     conn.close()
+    assert "u_std" in columns  # one name on every backend (InfluxDB 3 folds u and U)
+    assert "u" not in columns
     HistorianStorage(path).close()  # opening a current file again changes nothing

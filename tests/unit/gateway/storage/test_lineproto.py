@@ -46,7 +46,8 @@ def test_golden_all_fields() -> None:
                 u=0.002, k=2, cert='C "1"', verification="overdue")
     assert to_line(r) == (
         "voltage,channel=u_l1,device=m1,enterprise=acme,gateway=gw1,unit=V,verification=overdue "
-        'value=0.1,raw=1e-05,quality="uncertain",reason="out_of_range",u=0.002,k=2.0,U=0.004,'
+        'value=0.1,raw=1e-05,quality="uncertain",reason="out_of_range",u_std=0.002,k=2.0,'
+        'u_exp=0.004,'
         f'cert="C \\"1\\"" {TS}'
     )
 
@@ -91,7 +92,7 @@ def test_non_finite_value_goes_to_text(value: float, text: str) -> None:
     assert f' text="{text}",quality="good" ' in line
     assert "value=" not in line
     assert "raw=" not in line
-    assert "u=" not in line
+    assert "u_std=" not in line
 
 
 def test_empty_tags_are_left_out() -> None:
@@ -182,7 +183,7 @@ def test_floats_round_trip_exactly(x: float) -> None:
         parsed = float(fields[key])
         assert parsed == x
         assert math.copysign(1.0, parsed) == math.copysign(1.0, x)
-    assert float(fields["u"]) == abs(x)
+    assert float(fields["u_std"]) == abs(x)
 
 
 def test_float32_widened_keeps_its_float64_digits() -> None:
