@@ -31,10 +31,10 @@ from drivers.modbus.codec import (
     decode_value,
     encode_tcp,
     encode_value,
-    engineering_value,
 )
 from drivers.modbus.driver import ModbusDevice
 from drivers.modbus.plan import ReadPlan, plan_reads
+from drivers.result import engineering_value
 from gateway.acquisition.calibration_stage import CalibrationStage
 from gateway.outbox import Outbox
 from gateway.storage.lineproto import to_body

@@ -32,6 +32,7 @@ class Reason(StrEnum):
     DECODE = "decode"  # registers received but not decodable (NaN, bad string)
     BACKOFF = "backoff"  # not polled: device degraded and waiting to retry
     OUT_OF_RANGE = "out_of_range"
+    DYNAMIC = "dynamic"  # the device flags its value as not settled (a balance in motion)
     STUCK = "stuck"  # every value identical for `stuck_after` polls: a frozen device
     INTERNAL = "internal"  # a bug in daq itself: logged with its traceback
     # calibration and legal metrology (the reading is kept, quality uncertain):

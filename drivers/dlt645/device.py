@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from daq.config.profiles import Dlt645Channel
 from drivers.dlt645.codec import Dlt645Error, identifiers
 from drivers.dlt645.driver import Dlt645Client
-from drivers.errors import (
-    DecodeError,
-    DeviceConnectionError,
-    DeviceTimeout,
-    DriverError,
-)
+from drivers.errors import DecodeError
+from drivers.poll import Outcome, poll
 from drivers.result import ChannelResult
 
 
 class Dlt645Device:
     """Reads each channel's data identifier in turn (DL/T 645 has no multi-identifier read).
 
-    A timeout or a lost line ends the poll: the remaining channels get the same error
-    without being asked, so a dead meter holds its line for one timeout per poll.
+    ``poll()`` is :func:`drivers.poll.poll` with one request per channel: a timeout or a lost
+    line ends the poll, so a dead meter holds its line for one timeout per poll.
     """
 
     def __init__(self, client: Dlt645Client, address: str,
@@ -36,28 +31,14 @@ class Dlt645Device:
         self.channels = list(channels)
 
     async def poll(self) -> list[ChannelResult]:
-        results: list[ChannelResult] = []
-        abort: DriverError | None = None
-        table = identifiers()
-        for ch in self.channels:
-            if abort is not None:
-                results.append(ChannelResult(ch, time.time_ns(), None, None, abort))
-                continue
-            try:
-                payload = await self.client.read(self.address, ch.di_value)
-                ts = time.time_ns()
-                try:
-                    raw = table[ch.di_value].decode(payload)
-                except Dlt645Error as exc:
-                    raise DecodeError(f"{ch.id}: {exc}") from exc
-            except DriverError as err:
-                results.append(ChannelResult(ch, time.time_ns(), None, None, err))
-                if isinstance(err, DeviceTimeout | DeviceConnectionError):
-                    abort = err
-                continue
-            value = raw if ch.scale == 1.0 and ch.offset == 0.0 else raw * ch.scale + ch.offset
-            results.append(ChannelResult(ch, ts, raw, value))
-        return results
+        return await poll([(ch, (ch,)) for ch in self.channels], self._fetch)
+
+    async def _fetch(self, ch: Dlt645Channel) -> list[Outcome]:
+        payload = await self.client.read(self.address, ch.di_value)
+        try:
+            return [identifiers()[ch.di_value].decode(payload)]
+        except Dlt645Error as exc:
+            raise DecodeError(f"{ch.id}: {exc}") from exc
 
     async def close(self) -> None:
         await self.client.close()

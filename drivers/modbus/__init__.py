@@ -15,7 +15,6 @@ from drivers.modbus.codec import (
     encode_rtu,
     encode_tcp,
     encode_value,
-    engineering_value,
 )
 from drivers.modbus.driver import ChannelResult, ModbusDevice, PymodbusTcpReader, RegisterReader
 from drivers.modbus.plan import ReadPlan, describe_plan, plan_reads
@@ -43,6 +42,5 @@ __all__ = [
     "encode_rtu",
     "encode_tcp",
     "encode_value",
-    "engineering_value",
     "plan_reads",
 ]

@@ -307,14 +307,3 @@ class RtuDecoder:
             out.append(frame)
         return out
 
-
-def engineering_value(raw: int | float | str, scale: float, offset: float) -> int | float | str:
-    """``raw × scale + offset`` for numbers (the one formula gateway and simulators share).
-
-    Integers with scale 1 and offset 0 stay integers; strings pass through.
-    """
-    if isinstance(raw, str):
-        return raw
-    if scale == 1.0 and offset == 0.0:
-        return raw
-    return raw * scale + offset

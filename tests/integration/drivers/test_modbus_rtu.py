@@ -26,10 +26,10 @@ from drivers.modbus.codec import (
     ReadResponse,
     decode_value,
     encode_rtu,
-    engineering_value,
 )
 from drivers.modbus.driver import ChannelResult, ModbusDevice, RegisterReader
 from drivers.modbus.rtu import RtuReader
+from drivers.result import engineering_value
 from drivers.transport import SerialSettings, TcpSettings
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.modbus_rtu import RtuBusSimulator
