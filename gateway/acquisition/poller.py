@@ -31,7 +31,7 @@ from daq.config import (
 )
 from daq.config import Gateway as GatewayConfig
 from daq.config.profiles import Dlt645Profile, InstrumentProfile
-from daq.model import DeviceMeta, Quality, Reading, Reason
+from daq.model import DeviceMeta, Quality, Reading, Reason, join_reasons
 from drivers.dlt645.device import Dlt645Device
 from drivers.dlt645.driver import Dlt645Client
 from drivers.errors import InternalError
@@ -139,21 +139,21 @@ class DeviceCoordinator:
         stuck = self._stuck(results)
         for r in results:
             ch = r.channel
-            uncertain = Reason.STUCK.value if stuck else r.uncertain
+            uncertain = Reason.STUCK if stuck else r.uncertain
             if (uncertain is None and ch.range is not None and isinstance(r.value, int | float)
                     and not ch.range[0] <= r.value <= ch.range[1]):
-                uncertain = Reason.OUT_OF_RANGE.value  # kept and published, but flagged
+                uncertain = Reason.OUT_OF_RANGE  # kept and published, but flagged
             if r.error is None and uncertain is not None:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, r.value, r.raw,
-                                   Quality.UNCERTAIN, uncertain))
+                                   Quality.UNCERTAIN, join_reasons([uncertain])))
             elif r.error is None:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, r.value, r.raw))
             else:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, None, None, Quality.BAD,
-                                   str(r.error.reason)))
+                                   join_reasons([r.error.reason])))
         return out
 
     async def poll_once(self) -> list[Reading]:
