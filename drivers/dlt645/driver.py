@@ -69,7 +69,9 @@ class Dlt645Client:
     async def _connect(self) -> Streams:
         if self._streams is None:
             try:
-                self._streams = await asyncio.wait_for(self._open(), self.timeout_s)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation
+                async with asyncio.timeout(self.timeout_s):
+                    self._streams = await self._open()
             except (OSError, TimeoutError) as exc:
                 raise DeviceConnectionError(f"cannot open the line: {exc}") from exc
             self._decoder.reset()

@@ -67,6 +67,17 @@ class PymodbusTcpReader:
     pymodbus is told not to retry (``retries=0``) and not to reconnect by itself
     (``reconnect_delay=0``): the gateway owns retry and back-off. After any connection
     failure the client is discarded and a fresh one is made on the next call.
+
+    Every workaround for pymodbus's behaviour lives in this class, and nowhere else:
+
+    * a dropped connection fails the pending request at once (:meth:`_on_connect_change`),
+      where pymodbus would let it run into the response timeout;
+    * a cancellation pymodbus loses is raised again (:func:`_raise_lost_cancellation`):
+      pymodbus awaits its response with ``asyncio.wait_for``, which on Python 3.11 returns
+      the response and drops a cancellation that arrives with it (gh-86296), so a stopping
+      gateway would otherwise carry on polling;
+    * its outcomes (``ModbusIOException`` for silence, exception responses as PDUs, …)
+      become :mod:`drivers.errors`.
     """
 
     def __init__(self, host: str, port: int = 502, timeout_s: float = 1.0, *,
@@ -107,12 +118,14 @@ class PymodbusTcpReader:
         self._client = client
         self._lost = False
         try:
-            ok = await client.connect()
+            ok = await client.connect()  # asyncio.wait_for inside: may lose a cancellation
         except (TimeoutError, OSError, ModbusException) as exc:
             self._discard()
+            _raise_lost_cancellation()
             raise DeviceConnectionError(
                 f"cannot connect to {self.host}:{self.port}: {exc}"
             ) from exc
+        _raise_lost_cancellation()
         if not ok or not client.connected:
             self._discard()
             raise DeviceConnectionError(f"cannot connect to {self.host}:{self.port}")
@@ -147,12 +160,19 @@ class PymodbusTcpReader:
         attempt = 0
         while True:
             try:
-                return await self._read_once(unit, function, address, count)
+                registers = await self._read_once(unit, function, address, count)
             except DeviceException as exc:
+                _raise_lost_cancellation()
                 if exc.code != SERVER_BUSY or attempt >= self.retries_on_busy:
                     raise
                 attempt += 1
                 await asyncio.sleep(self.busy_delay_s)
+            except DriverError:
+                _raise_lost_cancellation()
+                raise
+            else:
+                _raise_lost_cancellation()
+                return registers
 
     async def _read_once(self, unit: int, function: int, address: int, count: int) -> list[int]:
         if not self.connected:
@@ -190,6 +210,19 @@ class PymodbusTcpReader:
         except (ModbusException, ValueError, TypeError, struct.error) as exc:
             raise DeviceProtocolError(f"{self.host}:{self.port}: {exc}") from exc
         return _registers_of(response, function, count)
+
+
+def _raise_lost_cancellation() -> None:
+    """Raise ``CancelledError`` if this task was cancelled but pymodbus returned anyway.
+
+    Python 3.11's ``asyncio.wait_for`` (inside pymodbus's request) returns the response, or
+    raises the future's exception, when the cancellation and the response arrive together,
+    and the cancellation is lost (gh-86296; fixed in 3.12, where ``wait_for`` is
+    ``asyncio.timeout``). ``Task.cancelling()`` still counts it: honour it here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _registers_of(response: Any, function: int, count: int) -> list[int]:

@@ -212,12 +212,6 @@ class DeviceCoordinator:
             if delay > 0:
                 await asyncio.sleep(delay)
             readings = await self.poll_once()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # Python 3.11's asyncio.wait_for (inside pymodbus) swallows a cancellation that
-                # arrives as the response does (gh-86296); honour it here, or a stopping
-                # gateway would wait forever on a queue nobody drains any more
-                raise asyncio.CancelledError
             await self.sink(readings)
             # never the same tick twice, even if the sleep woke a little early
             backoff = self.backoff_ticks()
