@@ -107,6 +107,7 @@ class DeviceCoordinator:
         self.state = DeviceState()
         self._last_values: tuple[object, ...] | None = None
         self._same_polls = 0
+        self._internal_error = False  # the last poll raised something not a DriverError
 
     @property
     def meta(self) -> DeviceMeta:
@@ -160,12 +161,25 @@ class DeviceCoordinator:
         async with self.bus.lock:
             try:
                 results = await self.device.poll()
-            except Exception as exc:  # a bug must not stop this device, let alone the others
-                log.exception("%s: unexpected error while polling", self.config.id)
+            except Exception as exc:
+                # The supervised boundary: a bug must not stop this device, let alone the
+                # others. Its readings are bad with Reason.INTERNAL; its traceback is logged
+                # once when it starts failing (then at debug), its end once.
+                if self._internal_error:
+                    log.debug("%s: unexpected error while polling", self.config.id,
+                              exc_info=True)
+                else:
+                    log.exception("%s: unexpected error while polling", self.config.id)
+                self._internal_error = True
                 err = InternalError(f"{type(exc).__name__}: {exc}")
                 now = time.time_ns()
                 results = [ChannelResult(ch, now, None, None, err)
                            for ch in self.profile.channels]
+            else:
+                if self._internal_error:
+                    log.warning("%s: polled without an unexpected error again",
+                                self.config.id)
+                self._internal_error = False
         readings = self.to_readings(results)
         self._account(results)
         return readings

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,3 +97,33 @@ async def test_an_unexpected_error_marks_the_poll_bad_and_polling_goes_on(
         await task
     assert all(r.reason == "internal" and r.value is None for rs in got for r in rs)
     assert "ZeroDivisionError" in caplog.text
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(tracebacks) == 1  # once per failure, not once per poll
+    assert tracebacks[0].exc_info is not None
+
+
+class FlakyReader(BrokenReader):
+    """A bug on the first two polls, then zeros."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def read_registers(self, unit: int, function: int, address: int,
+                             count: int) -> list[int]:
+        self.calls += 1
+        if self.calls <= 2:
+            raise ZeroDivisionError("a bug")
+        return [0] * count
+
+
+async def test_an_unexpected_error_is_logged_once_and_its_end_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    coord = coordinator(tmp_path, None)
+    coord.device.reader = FlakyReader()
+    polls = [await coord.poll_once() for _ in range(4)]
+    assert [rs[0].reason for rs in polls] == ["internal", "internal", None, None]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    again = [r for r in caplog.records if "again" in r.getMessage()]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert len(again) == 1
