@@ -16,7 +16,7 @@ from drivers.modbus.codec import (
     encode_tcp,
     encode_value,
 )
-from drivers.modbus.driver import ChannelResult, ModbusDevice, PymodbusTcpReader, RegisterReader
+from drivers.modbus.driver import ChannelResult, ModbusDriver, PymodbusTcpReader, RegisterReader
 from drivers.modbus.plan import ReadPlan, describe_plan, plan_reads
 from drivers.modbus.rtu import RtuReader
 
@@ -26,7 +26,7 @@ __all__ = [
     "ChannelResult",
     "ExceptionResponse",
     "IllegalRequest",
-    "ModbusDevice",
+    "ModbusDriver",
     "ModbusProtocolError",
     "PymodbusTcpReader",
     "ReadPlan",

@@ -2,7 +2,7 @@
 
 :class:`RegisterReader` is our small interface to "something that reads registers";
 :class:`PymodbusTcpReader` implements it on pymodbus's async TCP client and translates every
-pymodbus outcome into the errors of :mod:`drivers.errors`. :class:`ModbusDevice` composes a
+pymodbus outcome into the errors of :mod:`drivers.errors`. :class:`ModbusDriver` composes a
 reader, a unit id and a profile's channels: ``poll()`` runs the read plans in order and
 returns one :class:`ChannelResult` per channel, never ``None``.
 """
@@ -32,7 +32,7 @@ from drivers.modbus.plan import ReadPlan, plan_reads
 from drivers.poll import Decoded, Outcome, poll
 from drivers.result import ChannelResult
 
-__all__ = ["ChannelResult", "ModbusDevice", "PymodbusTcpReader", "RegisterReader"]
+__all__ = ["ChannelResult", "ModbusDriver", "PymodbusTcpReader", "RegisterReader"]
 
 
 @runtime_checkable
@@ -252,7 +252,7 @@ _Slot = tuple[int, int, DataType, Any, bool]
 _FLOATS = (DataType.F32, DataType.F64)
 
 
-class ModbusDevice:
+class ModbusDriver:
     """A Modbus device: a register reader, a unit id, channels and their read plans.
 
     ``poll()`` is :func:`drivers.poll.poll` over the plans (a timeout ends the poll; a
@@ -296,7 +296,7 @@ class ModbusDevice:
     @classmethod
     def from_profile(
         cls, reader: RegisterReader, unit: int, profile: Profile, **options: Any
-    ) -> ModbusDevice:
+    ) -> ModbusDriver:
         return cls(reader, unit, profile.channels, **options)
 
     async def poll(self) -> list[ChannelResult]:

@@ -1,7 +1,7 @@
 """Modbus RTU driver: our sans-I/O codec over a serial line, a pty or RTU-over-TCP.
 
 :class:`RtuReader` implements :class:`~drivers.modbus.driver.RegisterReader`, so
-:class:`~drivers.modbus.driver.ModbusDevice` runs on it unchanged. One reader is one physical
+:class:`~drivers.modbus.driver.ModbusDriver` runs on it unchanged. One reader is one physical
 bus: every unit id on that line shares it (and must share it — give each device of a line
 the same reader).
 

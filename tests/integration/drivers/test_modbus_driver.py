@@ -33,7 +33,7 @@ from drivers.modbus.codec import (
     encode_tcp,
     encode_value,
 )
-from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader, RegisterReader
+from drivers.modbus.driver import ModbusDriver, PymodbusTcpReader, RegisterReader
 
 HOST = "127.0.0.1"
 Mode = Literal["normal", "silent", "drop", "short"]
@@ -142,10 +142,10 @@ async def serving(server: MiniModbusServer) -> AsyncIterator[MiniModbusServer]:
 
 @contextlib.asynccontextmanager
 async def device_for(port: int, channels: Iterable[ModbusChannel], timeout_s: float = 1.0,
-                     **options: float) -> AsyncIterator[ModbusDevice]:
+                     **options: float) -> AsyncIterator[ModbusDriver]:
     reader = PymodbusTcpReader(HOST, port, timeout_s=timeout_s)
     assert isinstance(reader, RegisterReader)
-    device = ModbusDevice(reader, 1, list(channels), **options)  # type: ignore[arg-type]
+    device = ModbusDriver(reader, 1, list(channels), **options)  # type: ignore[arg-type]
     try:
         yield device
     finally:

@@ -89,7 +89,7 @@ async def test_an_unexpected_error_marks_the_poll_bad_and_polling_goes_on(
         got.append(readings)
 
     coord = coordinator(tmp_path, sink)
-    coord.device.reader = BrokenReader()
+    coord.driver.reader = BrokenReader()
     task = asyncio.create_task(coord.run())
     await until(lambda: len(got) >= 2)
     task.cancel()
@@ -119,7 +119,7 @@ class FlakyReader(BrokenReader):
 async def test_an_unexpected_error_is_logged_once_and_its_end_once(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     coord = coordinator(tmp_path, None)
-    coord.device.reader = FlakyReader()
+    coord.driver.reader = FlakyReader()
     polls = [await coord.poll_once() for _ in range(4)]
     assert [rs[0].reason for rs in polls] == ["internal", "internal", None, None]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]

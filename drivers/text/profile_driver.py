@@ -1,4 +1,6 @@
-"""A laboratory instrument as the gateway polls it: its driver plus its profile's channels."""
+"""The text driver the gateway polls a laboratory device through: the dialect driver of its
+profile's protocol (SCPI DMM, PRT readout, MT-SICS balance, generic text) plus the
+profile's channels."""
 
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from drivers.text.driver import (
 from drivers.text.generic import GenericTextProfile
 
 
-class TextInstrument:
-    """Reads each channel of an instrument profile in turn, through the right driver."""
+class TextDriver:
+    """Reads each channel of an instrument profile in turn, through its dialect's driver."""
 
     def __init__(self, profile: InstrumentProfile, opener: Opener, timeout_s: float) -> None:
         self.profile = profile
