@@ -86,10 +86,10 @@ async def poll(
                 abort = err
             continue
         ts = time.time_ns()
+        append = results.append  # the hot path: bound once per request
         for ch, out in zip(channels, outcomes, strict=True):
-            if not isinstance(out, Decoded):
-                results.append(ChannelResult(ch, ts, out, engineering_value(out, ch.scale,
-                                                                            ch.offset)))
+            if not isinstance(out, Decoded):  # a plain raw value
+                append(ChannelResult(ch, ts, out, engineering_value(out, ch.scale, ch.offset)))
             elif out.error is not None:
                 results.append(ChannelResult(ch, ts, out.raw, None, out.error))
             elif out.raw is None:

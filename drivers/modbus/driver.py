@@ -287,6 +287,7 @@ class ModbusDriver:
             raise ValueError("the plans must serve each channel exactly once")
         self._requests = [(n, p.channels) for n, p in enumerate(self.plans)]
         self._order = [index[id(ch)] for ch in planned]  # plan order -> channel order
+        self._in_order = self._order == list(range(len(self.channels)))
         self._slots: list[list[_Slot]] = [
             [(off, ch.count, ch.type, ch.order, ch.type in _FLOATS)
              for ch, off in zip(p.channels, p.offsets, strict=True)]
@@ -303,6 +304,8 @@ class ModbusDriver:
         """Read every plan once; one result per channel, in the order channels were given."""
         in_plan_order = await poll(self._requests, self._fetch,
                                    pause_s=self.pause_between_requests_s)
+        if self._in_order:
+            return in_plan_order
         results: list[ChannelResult | None] = [None] * len(self.channels)
         for i, r in zip(self._order, in_plan_order, strict=True):
             results[i] = r
