@@ -31,10 +31,10 @@ from drivers.modbus.codec import (
     decode_value,
     encode_tcp,
     encode_value,
-    engineering_value,
 )
-from drivers.modbus.driver import ModbusDevice
+from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.plan import ReadPlan, plan_reads
+from drivers.result import engineering_value
 from gateway.acquisition.calibration_stage import CalibrationStage
 from gateway.outbox import Outbox
 from gateway.storage.lineproto import to_body
@@ -146,7 +146,7 @@ def run_micro(min_time_s: float = 0.3, repeats: int = 5) -> list[MicroResult]:
                                  count: int) -> list[int]:
             return registers
 
-    device = ModbusDevice(MemoryReader(), 1, profile.channels, [plan])
+    device = ModbusDriver(MemoryReader(), 1, profile.channels, [plan])
 
     async def polls(n: int) -> None:
         for _ in range(n):
@@ -155,7 +155,7 @@ def run_micro(min_time_s: float = 0.3, repeats: int = 5) -> list[MicroResult]:
     loop = asyncio.new_event_loop()
     try:
         batch = 200
-        add("driver poll decode", f"ModbusDevice.poll over an in-memory reader: {plan.count} "
+        add("driver poll decode", f"ModbusDriver.poll over an in-memory reader: {plan.count} "
             f"registers → {n_ch} ChannelResults (×{batch} per iteration)", n_ch * batch,
             lambda: loop.run_until_complete(polls(batch)))
     finally:

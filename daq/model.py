@@ -9,6 +9,7 @@ retained; readings carry values, timestamps, uncertainty and quality.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -23,15 +24,19 @@ class Quality(StrEnum):
 
 
 class Reason(StrEnum):
-    """Why a reading is not good. Stable codes: dashboards and alarms key on them."""
+    """Why a reading is not good. Stable codes: dashboards and alarms key on them.
+
+    The one list of them: ``docs/mqtt-payload.schema.json`` repeats it and a test holds the
+    two equal. Several reasons travel in one string, joined by :func:`join_reasons`.
+    """
 
     TIMEOUT = "timeout"
     CONNECTION = "connection"  # refused, reset, unreachable
     PROTOCOL = "protocol"  # malformed frame, CRC error, unexpected reply
     DEVICE_EXCEPTION = "device_exception"  # Modbus exception response, DL/T 645 abnormal reply
     DECODE = "decode"  # registers received but not decodable (NaN, bad string)
-    BACKOFF = "backoff"  # not polled: device degraded and waiting to retry
     OUT_OF_RANGE = "out_of_range"
+    DYNAMIC = "dynamic"  # the device flags its value as not settled (a balance in motion)
     STUCK = "stuck"  # every value identical for `stuck_after` polls: a frozen device
     INTERNAL = "internal"  # a bug in daq itself: logged with its traceback
     # calibration and legal metrology (the reading is kept, quality uncertain):
@@ -45,6 +50,25 @@ class Reason(StrEnum):
     SERVICE_LIFE_ENDED = "service_life_ended"  # first-verification-only meter past its life
 
 
+REASON_SEPARATOR = ","
+
+
+def join_reasons(reasons: Iterable[Reason | str]) -> str | None:
+    """Several reasons as the one string a reading carries (``"stuck,not_calibrated"``),
+    first first, each once; ``None`` for none. The inverse is :func:`split_reasons`."""
+    seen: list[str] = []
+    for r in reasons:
+        code = str(r)
+        if code and code not in seen:
+            seen.append(code)
+    return REASON_SEPARATOR.join(seen) or None
+
+
+def split_reasons(reason: str | None) -> list[str]:
+    """The codes in a reading's ``reason`` (unknown ones kept: a newer gateway's)."""
+    return [r for r in (reason or "").split(REASON_SEPARATOR) if r]
+
+
 Value = float | int | str
 
 
@@ -56,7 +80,8 @@ class Reading:
     device's response arrived. ``value`` is the engineering value (raw × scale + offset, then
     the calibration correction of the channel's instrument); ``raw`` is what the device sent,
     decoded but unscaled. A bad reading has ``value is None`` and a ``reason``; a reading that
-    is not good has a ``reason`` (several, comma-separated, when more than one applies).
+    is not good has a ``reason``: a :class:`Reason` code, or several joined by
+    :func:`join_reasons` when more than one applies.
 
     Where a calibration applies: ``u`` is the combined standard uncertainty of ``value``,
     ``k`` the coverage factor for ≈95 % coverage and :attr:`U` = k·u the expanded
@@ -92,15 +117,12 @@ class Reading:
             return None
         return self.u * self.k
 
-    def flag(self, reason: str) -> None:
+    def flag(self, reason: Reason) -> None:
         """Mark the reading uncertain for ``reason`` (kept, never dropped); a bad reading
         stays bad and keeps its reason first."""
         if self.quality is Quality.GOOD:
             self.quality = Quality.UNCERTAIN
-        if not self.reason:
-            self.reason = reason
-        elif reason not in self.reason.split(","):
-            self.reason = f"{self.reason},{reason}"
+        self.reason = join_reasons([*split_reasons(self.reason), reason])
 
 
 @dataclass(frozen=True, slots=True)

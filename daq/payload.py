@@ -39,7 +39,7 @@ from daq.limits import (
     check_ts,
     ts_limit_ns,
 )
-from daq.model import DeviceMeta, Quality, Reading
+from daq.model import DeviceMeta, Quality, Reading, Reason, join_reasons, split_reasons
 
 DATA_SCHEMA = "daq.data/2"
 ACK_SCHEMA = "daq.ack/1"
@@ -101,11 +101,6 @@ class Batch:
         return sorted({r.device for r in self.readings} | {d for d, _ in self.events})
 
 
-def reasons_of(reason: str | None) -> list[str]:
-    """A reading's reasons as a list (the model keeps them comma-joined)."""
-    return [] if not reason else reason.split(",")
-
-
 def _item(r: Reading) -> dict[str, Any]:
     item: dict[str, Any] = {
         "channel": r.channel,
@@ -117,7 +112,7 @@ def _item(r: Reading) -> dict[str, Any]:
         "quality": r.quality.value,
     }
     if r.reason:
-        item["reasons"] = r.reason.split(",")
+        item["reasons"] = split_reasons(r.reason)
     if r.u is not None and r.k is not None:
         item["u_std"] = r.u
         item["k"] = r.k
@@ -151,6 +146,7 @@ _POLL_KEYS = frozenset(("device", "readings"))
 _READING_KEYS = frozenset(("channel", "quantity", "unit", "ts", "value", "raw", "quality",
                            "reasons", "u_std", "k", "u_exp", "cert", "verification"))
 _QUALITIES = {q.value: q for q in Quality}
+_REASONS = frozenset(r.value for r in Reason)
 VERIFICATION_STATES = frozenset(("overdue", "service_life_ended", "due_soon", "never_verified"))
 
 
@@ -267,7 +263,10 @@ def _reading(it: Any, where: str, ent: str, gw: str, dev: str, ts_limit: int) ->
     if reasons is not None:
         if type(reasons) is not list or not 1 <= len(reasons) <= 16:
             raise WireValueError(f"{where}.reasons: not a list of 1 to 16 reasons")
-        reason = ",".join(check_name(x, f"{where}.reasons") for x in reasons)
+        for x in reasons:
+            if type(x) is not str or x not in _REASONS:
+                raise WireValueError(f"{where}.reasons: not a reason code: {str(x)[:40]!r}")
+        reason = join_reasons(reasons)
     return Reading(
         ts_ns=check_ts(it.get("ts"), f"{where}.ts", ts_limit),
         enterprise=ent,

@@ -1,4 +1,5 @@
-"""Protocol codecs (sans-I/O) and instrument drivers (codec + transport)."""
+"""Protocol codecs (sans-I/O), transports (readers, links) and the drivers that poll devices
+(codec + transport, through the one poll loop of :mod:`drivers.poll`)."""
 
 from drivers.errors import (
     DecodeError,

@@ -13,6 +13,7 @@ from daq.errors import DaqError
 from daq.model import Reason
 
 __all__ = [
+    "CodecError",
     "DecodeError",
     "DeviceConnectionError",
     "DeviceException",
@@ -67,6 +68,16 @@ class DeviceException(DriverError):
         where = f" to FC{function}" if function is not None else ""
         extra = f" ({detail})" if detail else ""
         super().__init__(f"device exception {code} ({self.name}){where}{extra}")
+
+
+class CodecError(DriverError):
+    """Bytes that are not the protocol, raised by a sans-I/O codec (the one error a codec
+    raises: :class:`~drivers.modbus.codec.ModbusProtocolError`,
+    :class:`~drivers.dlt645.codec.Dlt645Error`,
+    :class:`~drivers.text.codec.TextProtocolError`). Drivers, simulators and fuzzers catch
+    their codec's own subclass; one that reaches a poll marks the channel ``protocol``."""
+
+    reason = Reason.PROTOCOL
 
 
 class DecodeError(DriverError):

@@ -55,8 +55,8 @@ from drivers.modbus.codec import (
     decode_value,
     encode_tcp,
     encode_value,
-    engineering_value,
 )
+from drivers.result import engineering_value
 from simulators.meter import MeterModel, ThreePhaseLoad
 from simulators.served import Served, hang_up
 

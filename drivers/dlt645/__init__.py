@@ -1,5 +1,6 @@
-"""DL/T 645-2007: sans-I/O codec, the table of data identifiers, and the driver
-(``drivers.dlt645.driver.Dlt645Client``, imported from there: it needs asyncio)."""
+"""DL/T 645-2007: sans-I/O codec, the table of data identifiers, the line
+(``drivers.dlt645.link.Dlt645Link``) and the driver (``drivers.dlt645.driver.Dlt645Driver``),
+each imported from its module: they need asyncio."""
 
 from drivers.dlt645.codec import (
     BROADCAST,

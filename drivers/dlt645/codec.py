@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from drivers.errors import CodecError
+
 START = 0x68
 END = 0x16
 WAKEUP = b"\xfe\xfe\xfe\xfe"
@@ -48,7 +50,7 @@ ERROR_BITS = {  # the one error byte of an abnormal reply
 }
 
 
-class Dlt645Error(Exception):
+class Dlt645Error(CodecError):
     """Bytes or values that are not valid DL/T 645-2007."""
 
 

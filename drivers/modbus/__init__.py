@@ -15,9 +15,8 @@ from drivers.modbus.codec import (
     encode_rtu,
     encode_tcp,
     encode_value,
-    engineering_value,
 )
-from drivers.modbus.driver import ChannelResult, ModbusDevice, PymodbusTcpReader, RegisterReader
+from drivers.modbus.driver import ChannelResult, ModbusDriver, PymodbusTcpReader, RegisterReader
 from drivers.modbus.plan import ReadPlan, describe_plan, plan_reads
 from drivers.modbus.rtu import RtuReader
 
@@ -27,7 +26,7 @@ __all__ = [
     "ChannelResult",
     "ExceptionResponse",
     "IllegalRequest",
-    "ModbusDevice",
+    "ModbusDriver",
     "ModbusProtocolError",
     "PymodbusTcpReader",
     "ReadPlan",
@@ -43,6 +42,5 @@ __all__ = [
     "encode_rtu",
     "encode_tcp",
     "encode_value",
-    "engineering_value",
     "plan_reads",
 ]

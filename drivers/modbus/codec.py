@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from daq.config.profiles import REGISTERS_PER_TYPE, DataType, WordOrder
+from drivers.errors import CodecError
 
 MAX_READ_REGISTERS = 125  # Modbus application protocol v1.1b3, 6.3/6.4
 
 
-class ModbusProtocolError(Exception):
+class ModbusProtocolError(CodecError):
     """Bytes that are not a valid Modbus frame, or a value that cannot be (de)coded."""
 
 
@@ -307,14 +308,3 @@ class RtuDecoder:
             out.append(frame)
         return out
 
-
-def engineering_value(raw: int | float | str, scale: float, offset: float) -> int | float | str:
-    """``raw × scale + offset`` for numbers (the one formula gateway and simulators share).
-
-    Integers with scale 1 and offset 0 stay integers; strings pass through.
-    """
-    if isinstance(raw, str):
-        return raw
-    if scale == 1.0 and offset == 0.0:
-        return raw
-    return raw * scale + offset

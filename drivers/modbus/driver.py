@@ -2,7 +2,7 @@
 
 :class:`RegisterReader` is our small interface to "something that reads registers";
 :class:`PymodbusTcpReader` implements it on pymodbus's async TCP client and translates every
-pymodbus outcome into the errors of :mod:`drivers.errors`. :class:`ModbusDevice` composes a
+pymodbus outcome into the errors of :mod:`drivers.errors`. :class:`ModbusDriver` composes a
 reader, a unit id and a profile's channels: ``poll()`` runs the read plans in order and
 returns one :class:`ChannelResult` per channel, never ``None``.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 import struct
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,17 +27,12 @@ from drivers.errors import (
     DeviceTimeout,
     DriverError,
 )
-from drivers.modbus.codec import (
-    ModbusProtocolError,
-    decode_value,
-    engineering_value,
-    exception_name,
-)
+from drivers.modbus.codec import ModbusProtocolError, decode_value, exception_name
 from drivers.modbus.plan import ReadPlan, plan_reads
+from drivers.poll import Decoded, Outcome, poll
 from drivers.result import ChannelResult
 
-__all__ = ["ChannelResult", "ModbusDevice", "PymodbusTcpReader", "RegisterReader"]
-
+__all__ = ["ChannelResult", "ModbusDriver", "PymodbusTcpReader", "RegisterReader"]
 
 
 @runtime_checkable
@@ -73,6 +67,17 @@ class PymodbusTcpReader:
     pymodbus is told not to retry (``retries=0``) and not to reconnect by itself
     (``reconnect_delay=0``): the gateway owns retry and back-off. After any connection
     failure the client is discarded and a fresh one is made on the next call.
+
+    Every workaround for pymodbus's behaviour lives in this class, and nowhere else:
+
+    * a dropped connection fails the pending request at once (:meth:`_on_connect_change`),
+      where pymodbus would let it run into the response timeout;
+    * a cancellation pymodbus loses is raised again (:func:`_raise_lost_cancellation`):
+      pymodbus awaits its response with ``asyncio.wait_for``, which on Python 3.11 returns
+      the response and drops a cancellation that arrives with it (gh-86296), so a stopping
+      gateway would otherwise carry on polling;
+    * its outcomes (``ModbusIOException`` for silence, exception responses as PDUs, …)
+      become :mod:`drivers.errors`.
     """
 
     def __init__(self, host: str, port: int = 502, timeout_s: float = 1.0, *,
@@ -113,12 +118,14 @@ class PymodbusTcpReader:
         self._client = client
         self._lost = False
         try:
-            ok = await client.connect()
+            ok = await client.connect()  # asyncio.wait_for inside: may lose a cancellation
         except (TimeoutError, OSError, ModbusException) as exc:
             self._discard()
+            _raise_lost_cancellation()
             raise DeviceConnectionError(
                 f"cannot connect to {self.host}:{self.port}: {exc}"
             ) from exc
+        _raise_lost_cancellation()
         if not ok or not client.connected:
             self._discard()
             raise DeviceConnectionError(f"cannot connect to {self.host}:{self.port}")
@@ -153,12 +160,19 @@ class PymodbusTcpReader:
         attempt = 0
         while True:
             try:
-                return await self._read_once(unit, function, address, count)
+                registers = await self._read_once(unit, function, address, count)
             except DeviceException as exc:
+                _raise_lost_cancellation()
                 if exc.code != SERVER_BUSY or attempt >= self.retries_on_busy:
                     raise
                 attempt += 1
                 await asyncio.sleep(self.busy_delay_s)
+            except DriverError:
+                _raise_lost_cancellation()
+                raise
+            else:
+                _raise_lost_cancellation()
+                return registers
 
     async def _read_once(self, unit: int, function: int, address: int, count: int) -> list[int]:
         if not self.connected:
@@ -198,6 +212,19 @@ class PymodbusTcpReader:
         return _registers_of(response, function, count)
 
 
+def _raise_lost_cancellation() -> None:
+    """Raise ``CancelledError`` if this task was cancelled but pymodbus returned anyway.
+
+    Python 3.11's ``asyncio.wait_for`` (inside pymodbus's request) returns the response, or
+    raises the future's exception, when the cancellation and the response arrive together,
+    and the cancellation is lost (gh-86296; fixed in 3.12, where ``wait_for`` is
+    ``asyncio.timeout``). ``Task.cancelling()`` still counts it: honour it here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _registers_of(response: Any, function: int, count: int) -> list[int]:
     """Check a pymodbus response against the request; return its registers."""
     if response is None:
@@ -219,14 +246,18 @@ def _registers_of(response: Any, function: int, count: int) -> list[int]:
 # Device
 
 
-# Per plan, per channel: (index into the result list, channel, offset, count, type, order,
-# scale, offset, is_float) -- attribute lookups hoisted out of the hot path.
-_Slot = tuple[int, ModbusChannel, int, int, DataType, Any, float, float, bool]
+# Per plan, per channel: (offset, count, type, order, is_float) -- attribute lookups hoisted
+# out of the hot path.
+_Slot = tuple[int, int, DataType, Any, bool]
 _FLOATS = (DataType.F32, DataType.F64)
 
 
-class ModbusDevice:
-    """A Modbus device: a register reader, a unit id, channels and their read plans."""
+class ModbusDriver:
+    """A Modbus device: a register reader, a unit id, channels and their read plans.
+
+    ``poll()`` is :func:`drivers.poll.poll` over the plans (a timeout ends the poll; a
+    device exception affects only its own request).
+    """
 
     def __init__(
         self,
@@ -254,71 +285,53 @@ class ModbusDevice:
         planned = [ch for p in self.plans for ch in p.channels]
         if sorted(id(c) for c in planned) != sorted(index):
             raise ValueError("the plans must serve each channel exactly once")
+        self._requests = [(n, p.channels) for n, p in enumerate(self.plans)]
+        self._order = [index[id(ch)] for ch in planned]  # plan order -> channel order
+        self._in_order = self._order == list(range(len(self.channels)))
         self._slots: list[list[_Slot]] = [
-            [
-                (index[id(ch)], ch, off, ch.count, ch.type, ch.order, ch.scale, ch.offset,
-                 ch.type in _FLOATS)
-                for ch, off in zip(p.channels, p.offsets, strict=True)
-            ]
+            [(off, ch.count, ch.type, ch.order, ch.type in _FLOATS)
+             for ch, off in zip(p.channels, p.offsets, strict=True)]
             for p in self.plans
         ]
 
     @classmethod
     def from_profile(
         cls, reader: RegisterReader, unit: int, profile: Profile, **options: Any
-    ) -> ModbusDevice:
+    ) -> ModbusDriver:
         return cls(reader, unit, profile.channels, **options)
 
     async def poll(self) -> list[ChannelResult]:
-        """Read every plan once; one result per channel, in the order channels were given.
-
-        A timeout or a lost connection ends the poll: the remaining requests get the same
-        error without being sent, so a dead device holds its bus for one timeout per poll,
-        not one per request. A device exception affects only its own request.
-        """
+        """Read every plan once; one result per channel, in the order channels were given."""
+        in_plan_order = await poll(self._requests, self._fetch,
+                                   pause_s=self.pause_between_requests_s)
+        if self._in_order:
+            return in_plan_order
         results: list[ChannelResult | None] = [None] * len(self.channels)
-        reader, unit, pause = self.reader, self.unit, self.pause_between_requests_s
-        abort: DriverError | None = None
-        for n, (plan, slots) in enumerate(zip(self.plans, self._slots, strict=True)):
-            if abort is not None:
-                for i, ch, *_ in slots:
-                    results[i] = ChannelResult(ch, time.time_ns(), None, None, abort)
-                continue
-            if n and pause:
-                await asyncio.sleep(pause)
-            try:
-                registers = await reader.read_registers(
-                    unit, plan.function, plan.address, plan.count
-                )
-                ts = time.time_ns()
-                if len(registers) != plan.count:
-                    raise DeviceProtocolError(
-                        f"expected {plan.count} registers, got {len(registers)}"
-                    )
-            except DriverError as err:
-                ts = time.time_ns()
-                for i, ch, *_ in slots:
-                    results[i] = ChannelResult(ch, ts, None, None, err)
-                if isinstance(err, DeviceTimeout | DeviceConnectionError):
-                    abort = err
-                continue
-            for i, ch, off, count, dtype, order, scale, offset, is_float in slots:
-                results[i] = _decode(ch, ts, registers[off : off + count], dtype, order,
-                                     scale, offset, is_float)
+        for i, r in zip(self._order, in_plan_order, strict=True):
+            results[i] = r
         return [r for r in results if r is not None]
+
+    async def _fetch(self, n: int) -> list[Outcome]:
+        """Plan ``n``'s registers, decoded per channel (unscaled)."""
+        plan = self.plans[n]
+        registers = await self.reader.read_registers(self.unit, plan.function, plan.address,
+                                                     plan.count)
+        if len(registers) != plan.count:
+            raise DeviceProtocolError(f"expected {plan.count} registers, got {len(registers)}")
+        return [_decode(ch, registers[off : off + count], dtype, order, is_float)
+                for ch, (off, count, dtype, order, is_float)
+                in zip(plan.channels, self._slots[n], strict=True)]
 
     async def close(self) -> None:
         await self.reader.close()
 
 
-def _decode(
-    ch: ModbusChannel, ts: int, regs: list[int], dtype: DataType, order: Any,
-    scale: float, offset: float, is_float: bool,
-) -> ChannelResult:
+def _decode(ch: ModbusChannel, regs: list[int], dtype: DataType, order: Any, is_float: bool
+            ) -> Outcome:
     try:
         raw = decode_value(regs, dtype, order)
     except ModbusProtocolError as exc:
-        return ChannelResult(ch, ts, None, None, DecodeError(f"{ch.id}: {exc}"))
+        return Decoded(None, DecodeError(f"{ch.id}: {exc}"))
     if is_float and not math.isfinite(raw):  # type: ignore[arg-type]
-        return ChannelResult(ch, ts, raw, None, DecodeError(f"{ch.id}: non-finite value {raw}"))
-    return ChannelResult(ch, ts, raw, engineering_value(raw, scale, offset))
+        return Decoded(raw, DecodeError(f"{ch.id}: non-finite value {raw}"))
+    return raw

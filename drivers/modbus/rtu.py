@@ -1,7 +1,7 @@
 """Modbus RTU driver: our sans-I/O codec over a serial line, a pty or RTU-over-TCP.
 
 :class:`RtuReader` implements :class:`~drivers.modbus.driver.RegisterReader`, so
-:class:`~drivers.modbus.driver.ModbusDevice` runs on it unchanged. One reader is one physical
+:class:`~drivers.modbus.driver.ModbusDriver` runs on it unchanged. One reader is one physical
 bus: every unit id on that line shares it (and must share it — give each device of a line
 the same reader).
 
@@ -71,7 +71,7 @@ SERVER_BUSY = 6
 Opener = Callable[[], Awaitable[Streams]]
 
 
-class _LinkLost(Exception):
+class _LinkLost(DeviceConnectionError):
     """Internal: the receive task saw EOF or an error."""
 
 
@@ -181,12 +181,18 @@ class RtuReader:
         writer, self._writer = self._writer, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # asyncio.wait, not ``await task``: our own cancellation must not be taken for
+            # the receiver's, and nothing of the receiver's is silently dropped
+            await asyncio.wait([task])
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("%s: the receiver failed", self.description,  # a bug: it catches
+                          exc_info=exc)                                # OSError itself
         if writer is not None:
             writer.close()
-            with contextlib.suppress(Exception):
+            try:
                 await writer.wait_closed()
+            except OSError as exc:  # reset, broken pipe, a vanished port: it is closed now
+                log.debug("%s: closing: %r", self.description, exc)
 
     async def _receive(self, reader: asyncio.StreamReader) -> None:
         """Feed everything the link delivers to the decoder; hand frames to the waiter."""

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from drivers.errors import CodecError
+
 __all__ = [
     "TERMINATORS",
     "InstrumentReportedError",
@@ -35,7 +37,7 @@ __all__ = [
 TERMINATORS: Final = (b"\r\n", b"\n", b"\r")
 
 
-class TextProtocolError(Exception):
+class TextProtocolError(CodecError):
     """A line that is not a valid reply (or a command that cannot be encoded)."""
 
 

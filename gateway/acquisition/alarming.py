@@ -22,15 +22,15 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from daq.alarms import Alarm, AlarmBook, AlarmKind, Severity, alarms_topic, encode_alarms
-from daq.model import Reading, Reason
+from daq.model import Reading, Reason, split_reasons
 from gateway.acquisition.poller import DeviceState
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AlarmSource", "AlarmSupervisor"]
 
-_READING_FLAGS = {Reason.STUCK.value: AlarmKind.STUCK,
-                  Reason.OUT_OF_RANGE.value: AlarmKind.OUT_OF_RANGE}
+_READING_FLAGS: dict[str, AlarmKind] = {Reason.STUCK: AlarmKind.STUCK,
+                                        Reason.OUT_OF_RANGE: AlarmKind.OUT_OF_RANGE}
 
 
 class AlarmSource(Protocol):
@@ -83,7 +83,7 @@ class AlarmSupervisor:
         clean polls."""
         flagged: dict[str, Alarm] = {}
         for r in readings:
-            for reason in (r.reason or "").split(","):
+            for reason in split_reasons(r.reason):
                 kind = _READING_FLAGS.get(reason)
                 if kind is None:
                     continue

@@ -70,15 +70,15 @@ class ChannelState:
     problem: str | None  # why no calibration applies (when ``calibration`` is None)
 
     @property
-    def flag(self) -> str | None:
+    def flag(self) -> Reason | None:
         """The reason every reading of the channel carries (besides range checks)."""
         cal = self.calibration
         if cal is None or not cal.usable:
-            return Reason.NOT_CALIBRATED.value
+            return Reason.NOT_CALIBRATED
         if cal.expired:
-            return Reason.CALIBRATION_EXPIRED.value
+            return Reason.CALIBRATION_EXPIRED
         if cal.problems:
-            return Reason.CHAIN_BROKEN.value
+            return Reason.CHAIN_BROKEN
         return None
 
 
@@ -294,7 +294,7 @@ class CalibrationStage:
             if ver is not None and ver.taints_readings:
                 r.verification = "overdue" if ver.state == "never_verified" else ver.state
                 if r.quality is not Quality.BAD:
-                    r.flag(_TAINT_REASON[ver.state].value)
+                    r.flag(_TAINT_REASON[ver.state])
             if r.channel not in chs or r.quality is Quality.BAD:
                 continue
             st = self._states.get((r.device, r.channel))
@@ -313,7 +313,7 @@ class CalibrationStage:
                     r.k = float(out.k)
                     r.cert = cal.cert_id
                 else:
-                    r.flag(Reason.OUTSIDE_CALIBRATED_RANGE.value)
+                    r.flag(Reason.OUTSIDE_CALIBRATED_RANGE)
             if flag is not None:
                 r.flag(flag)
 
@@ -327,7 +327,7 @@ class CalibrationStage:
             if st is None or st.flag is None:
                 continue
             cal = st.calibration
-            if st.flag == Reason.CALIBRATION_EXPIRED.value:
+            if st.flag is Reason.CALIBRATION_EXPIRED:
                 assert cal is not None
                 assert cal.certificate is not None
                 out.append(Alarm(AlarmKind.CALIBRATION_EXPIRED, now_ns,

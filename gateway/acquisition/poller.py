@@ -1,4 +1,5 @@
-"""Polling: one coordinator per device, one lock per bus, wall-clock-aligned ticks.
+"""Polling: one coordinator per device (through its driver), one lock per bus,
+wall-clock-aligned ticks.
 
 A device polled every second is polled at :00.000, :01.000 … (not "one second after the
 last poll finished"), so readings of different devices line up. A poll that overruns its
@@ -31,15 +32,15 @@ from daq.config import (
 )
 from daq.config import Gateway as GatewayConfig
 from daq.config.profiles import Dlt645Profile, InstrumentProfile
-from daq.model import DeviceMeta, Quality, Reading, Reason
-from drivers.dlt645.device import Dlt645Device
-from drivers.dlt645.driver import Dlt645Client
+from daq.model import DeviceMeta, Quality, Reading, Reason, join_reasons
+from drivers.dlt645.driver import Dlt645Driver
+from drivers.dlt645.link import Dlt645Link
 from drivers.errors import InternalError
-from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader, RegisterReader
+from drivers.modbus.driver import ModbusDriver, PymodbusTcpReader, RegisterReader
 from drivers.modbus.plan import plan_device
 from drivers.modbus.rtu import RtuReader
 from drivers.result import ChannelResult
-from drivers.text.device import TextInstrument
+from drivers.text.profile_driver import TextDriver
 from drivers.transport import (
     SerialSettings,
     Streams,
@@ -72,8 +73,9 @@ class DeviceState:
     missed_ticks: int = 0  # due ticks not polled because a poll overran its interval
 
 
-class PolledDevice(Protocol):
-    """What a coordinator polls: a Modbus unit, a DL/T 645 meter, an instrument."""
+class Driver(Protocol):
+    """What a coordinator polls a device through: a ``ModbusDriver``, ``Dlt645Driver`` or
+    ``TextDriver`` (each runs its requests through ``drivers.poll.poll``)."""
 
     async def poll(self) -> list[ChannelResult]: ...
 
@@ -94,7 +96,7 @@ class DeviceCoordinator:
         gateway: GatewayConfig,
         bus: BusHandle,
         config: AnyDevice,
-        device: PolledDevice,
+        driver: Driver,
         sink: ReadingSink,
     ) -> None:
         self.enterprise = loaded.config.enterprise.id
@@ -102,11 +104,12 @@ class DeviceCoordinator:
         self.bus = bus
         self.config = config
         self.profile = loaded.profiles[config.profile]
-        self.device = device
+        self.driver = driver
         self.sink = sink
         self.state = DeviceState()
         self._last_values: tuple[object, ...] | None = None
         self._same_polls = 0
+        self._internal_error = False  # the last poll raised something not a DriverError
 
     @property
     def meta(self) -> DeviceMeta:
@@ -139,33 +142,46 @@ class DeviceCoordinator:
         stuck = self._stuck(results)
         for r in results:
             ch = r.channel
-            uncertain = Reason.STUCK.value if stuck else r.uncertain
+            uncertain = Reason.STUCK if stuck else r.uncertain
             if (uncertain is None and ch.range is not None and isinstance(r.value, int | float)
                     and not ch.range[0] <= r.value <= ch.range[1]):
-                uncertain = Reason.OUT_OF_RANGE.value  # kept and published, but flagged
+                uncertain = Reason.OUT_OF_RANGE  # kept and published, but flagged
             if r.error is None and uncertain is not None:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, r.value, r.raw,
-                                   Quality.UNCERTAIN, uncertain))
+                                   Quality.UNCERTAIN, join_reasons([uncertain])))
             elif r.error is None:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, r.value, r.raw))
             else:
                 out.append(Reading(r.ts_ns, self.enterprise, self.gateway, self.config.id,
                                    ch.id, ch.quantity, ch.unit, None, None, Quality.BAD,
-                                   str(r.error.reason)))
+                                   join_reasons([r.error.reason])))
         return out
 
     async def poll_once(self) -> list[Reading]:
         async with self.bus.lock:
             try:
-                results = await self.device.poll()
-            except Exception as exc:  # a bug must not stop this device, let alone the others
-                log.exception("%s: unexpected error while polling", self.config.id)
+                results = await self.driver.poll()
+            except Exception as exc:
+                # The supervised boundary: a bug must not stop this device, let alone the
+                # others. Its readings are bad with Reason.INTERNAL; its traceback is logged
+                # once when it starts failing (then at debug), its end once.
+                if self._internal_error:
+                    log.debug("%s: unexpected error while polling", self.config.id,
+                              exc_info=True)
+                else:
+                    log.exception("%s: unexpected error while polling", self.config.id)
+                self._internal_error = True
                 err = InternalError(f"{type(exc).__name__}: {exc}")
                 now = time.time_ns()
                 results = [ChannelResult(ch, now, None, None, err)
                            for ch in self.profile.channels]
+            else:
+                if self._internal_error:
+                    log.warning("%s: polled without an unexpected error again",
+                                self.config.id)
+                self._internal_error = False
         readings = self.to_readings(results)
         self._account(results)
         return readings
@@ -212,12 +228,6 @@ class DeviceCoordinator:
             if delay > 0:
                 await asyncio.sleep(delay)
             readings = await self.poll_once()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # Python 3.11's asyncio.wait_for (inside pymodbus) swallows a cancellation that
-                # arrives as the response does (gh-86296); honour it here, or a stopping
-                # gateway would wait forever on a queue nobody drains any more
-                raise asyncio.CancelledError
             await self.sink(readings)
             # never the same tick twice, even if the sleep woke a little early
             backoff = self.backoff_ticks()
@@ -240,11 +250,11 @@ def build_coordinators(
                 profile = loaded.modbus_profile(dev.profile)
                 plans = plan_device(profile.channels, dev.max_gap, dev.max_registers,
                                     dev.one_request_per_channel)
-                device = ModbusDevice(reader, dev.unit_id, profile.channels, plans,
+                driver = ModbusDriver(reader, dev.unit_id, profile.channels, plans,
                                       pause_between_requests_s=dev.pause_between_requests_ms
                                       / 1000)
                 coordinators.append(
-                    DeviceCoordinator(loaded, gateway, handle, dev, device, sink))
+                    DeviceCoordinator(loaded, gateway, handle, dev, driver, sink))
         elif isinstance(bus_cfg, InstrumentBus):
             (inst,) = bus_cfg.devices
             profile_i = loaded.profiles[inst.profile]
@@ -255,24 +265,24 @@ def build_coordinators(
                 assert bus_cfg.host is not None
                 assert bus_cfg.port is not None
                 text_opener = _tcp_opener(bus_cfg.host, bus_cfg.port)
-            instrument = TextInstrument(profile_i, text_opener, bus_cfg.timeout_ms / 1000)
-            handle = BusHandle(bus_cfg, instrument.close)
+            text_driver = TextDriver(profile_i, text_opener, bus_cfg.timeout_ms / 1000)
+            handle = BusHandle(bus_cfg, text_driver.close)
             coordinators.append(
-                DeviceCoordinator(loaded, gateway, handle, inst, instrument, sink))
+                DeviceCoordinator(loaded, gateway, handle, inst, text_driver, sink))
         else:
             opener = (_tcp_opener(bus_cfg.host, bus_cfg.port)
                       if isinstance(bus_cfg, Dlt645TcpBus) else _serial_opener(bus_cfg.serial))
-            client = Dlt645Client(opener,
-                                  timeout_s=bus_cfg.timeout_ms / 1000,
-                                  wakeup=bus_cfg.wakeup_bytes,
-                                  min_gap_s=bus_cfg.min_gap_ms / 1000)
-            handle = BusHandle(bus_cfg, client.close)
+            link = Dlt645Link(opener,
+                              timeout_s=bus_cfg.timeout_ms / 1000,
+                              wakeup=bus_cfg.wakeup_bytes,
+                              min_gap_s=bus_cfg.min_gap_ms / 1000)
+            handle = BusHandle(bus_cfg, link.close)
             for meter in bus_cfg.devices:
                 profile_ = loaded.profiles[meter.profile]
                 assert isinstance(profile_, Dlt645Profile)
                 coordinators.append(DeviceCoordinator(
                     loaded, gateway, handle, meter,
-                    Dlt645Device(client, meter.address, profile_.channels), sink))
+                    Dlt645Driver(link, meter.address, profile_.channels), sink))
     return coordinators
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from drivers.dlt645 import identifiers
-from drivers.dlt645.driver import Dlt645Client, Dlt645DeviceError
+from drivers.dlt645.link import Dlt645DeviceError, Dlt645Link
 from drivers.errors import DeviceConnectionError, DeviceProtocolError, DeviceTimeout
 from simulators.dlt645_meter import Dlt645MeterSimulator
 
@@ -24,8 +24,8 @@ async def meter() -> AsyncIterator[Dlt645MeterSimulator]:
         yield sim
 
 
-def client(sim: Dlt645MeterSimulator, timeout_s: float = 0.3) -> Dlt645Client:
-    return Dlt645Client(lambda: asyncio.open_connection("127.0.0.1", sim.port),
+def client(sim: Dlt645MeterSimulator, timeout_s: float = 0.3) -> Dlt645Link:
+    return Dlt645Link(lambda: asyncio.open_connection("127.0.0.1", sim.port),
                         timeout_s=timeout_s)
 
 
@@ -98,7 +98,7 @@ async def test_unreachable_line_is_a_connection_error() -> None:
     from simulators.broker import free_port
 
     port = free_port()
-    c = Dlt645Client(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.3)
+    c = Dlt645Link(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.3)
     with pytest.raises(DeviceConnectionError):
         await c.read_value(ADDRESS, 0x00010000)
 
@@ -145,7 +145,7 @@ async def test_a_value_in_several_frames_is_joined_through_follow_up_reads() -> 
 
     server = await asyncio.start_server(meter, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    c = Dlt645Client(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.5)
+    c = Dlt645Link(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.5)
     try:
         assert await c.read(ADDRESS, 0x00010000) == bytes.fromhex("26 02 00 00")
         assert await c.read_value(ADDRESS, 0x00010000) == pytest.approx(2.26)
@@ -181,7 +181,7 @@ async def test_a_frame_from_another_meter_does_not_break_the_read() -> None:
 
     server = await asyncio.start_server(line, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    c = Dlt645Client(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.5)
+    c = Dlt645Link(lambda: asyncio.open_connection("127.0.0.1", port), timeout_s=0.5)
     try:
         assert await c.read_value(ADDRESS, 0x00010000) == pytest.approx(2.26)
         assert c.stray_frames == 1

@@ -33,7 +33,7 @@ from drivers.modbus.codec import (
     encode_tcp,
     encode_value,
 )
-from drivers.modbus.driver import ModbusDevice, PymodbusTcpReader, RegisterReader
+from drivers.modbus.driver import ModbusDriver, PymodbusTcpReader, RegisterReader
 
 HOST = "127.0.0.1"
 Mode = Literal["normal", "silent", "drop", "short"]
@@ -142,10 +142,10 @@ async def serving(server: MiniModbusServer) -> AsyncIterator[MiniModbusServer]:
 
 @contextlib.asynccontextmanager
 async def device_for(port: int, channels: Iterable[ModbusChannel], timeout_s: float = 1.0,
-                     **options: float) -> AsyncIterator[ModbusDevice]:
+                     **options: float) -> AsyncIterator[ModbusDriver]:
     reader = PymodbusTcpReader(HOST, port, timeout_s=timeout_s)
     assert isinstance(reader, RegisterReader)
-    device = ModbusDevice(reader, 1, list(channels), **options)  # type: ignore[arg-type]
+    device = ModbusDriver(reader, 1, list(channels), **options)  # type: ignore[arg-type]
     try:
         yield device
     finally:
@@ -335,3 +335,57 @@ async def test_busy_is_retried_and_pause_after_connect_is_kept() -> None:
         finally:
             await strict.close()
             await patient.close()
+
+
+def lose_cancellations(reader: PymodbusTcpReader) -> list[int]:
+    """Make the reader's pymodbus client behave as Python 3.11's ``asyncio.wait_for`` does
+    when a cancellation arrives with the response: return the response, drop the
+    cancellation. Returns a list that counts the requests made."""
+    client = reader._client  # the test imitates pymodbus itself
+    assert client is not None
+    real = client.read_input_registers
+    calls: list[int] = []
+
+    async def read_input_registers(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        request = asyncio.ensure_future(real(*args, **kwargs))  # type: ignore[arg-type]
+        try:
+            return await asyncio.shield(request)
+        except asyncio.CancelledError:
+            return await request  # the bug: the cancellation is lost, the response returned
+
+    client.read_input_registers = read_input_registers  # type: ignore[method-assign]
+    return calls
+
+
+async def test_a_cancellation_pymodbus_loses_still_cancels_the_read() -> None:
+    """The reader raises ``CancelledError`` again when pymodbus returns a response although
+    the task was cancelled; a poll loop (the gateway's coordinator) then stops."""
+    profile = load("sdm630")
+    async with serving(MiniModbusServer(register_image(profile.channels, SDM630_VALUES))) as srv, \
+            device_for(srv.port, profile.channels) as dev:
+        reader = dev.reader
+        assert isinstance(reader, PymodbusTcpReader)
+        await reader.connect()
+        calls = lose_cancellations(reader)
+
+        stop = False  # ends the loop should the cancellation be lost (no hanging test)
+
+        async def poll_forever() -> None:
+            while not stop:
+                await dev.poll()
+
+        task = asyncio.create_task(poll_forever())
+        for _ in range(1000):
+            if calls:
+                break
+            await asyncio.sleep(0.001)
+        assert calls, "no request was made"
+        task.cancel()
+        await asyncio.wait([task], timeout=2.0)
+        stop = True
+        lost = not task.done()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert not lost, "the cancellation was lost: polling went on"
+        assert task.cancelled()

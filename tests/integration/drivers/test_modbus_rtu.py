@@ -26,10 +26,10 @@ from drivers.modbus.codec import (
     ReadResponse,
     decode_value,
     encode_rtu,
-    engineering_value,
 )
-from drivers.modbus.driver import ChannelResult, ModbusDevice, RegisterReader
+from drivers.modbus.driver import ChannelResult, ModbusDriver, RegisterReader
 from drivers.modbus.rtu import RtuReader
+from drivers.result import engineering_value
 from drivers.transport import SerialSettings, TcpSettings
 from simulators.modbus_meter import ModbusMeterSimulator
 from simulators.modbus_rtu import RtuBusSimulator
@@ -75,8 +75,8 @@ def assert_truth(results: list[ChannelResult], sim: ModbusMeterSimulator) -> Non
         assert res.value == sim.truth(res.channel.id, res.ts_ns), res.channel.id
 
 
-def device(reader: RtuReader, unit: int, profile: Profile) -> ModbusDevice:
-    return ModbusDevice.from_profile(reader, unit, profile)
+def device(reader: RtuReader, unit: int, profile: Profile) -> ModbusDriver:
+    return ModbusDriver.from_profile(reader, unit, profile)
 
 
 async def test_reader_is_a_register_reader(reader: RtuReader) -> None:
@@ -97,7 +97,7 @@ async def test_poll_equals_truth_for_both_units(bus: RtuBusSimulator, reader: Rt
 async def test_two_tasks_share_the_bus(bus: RtuBusSimulator, reader: RtuReader) -> None:
     d1, d2 = device(reader, 1, SDM630), device(reader, 2, DTSU666)
 
-    async def run(dev: ModbusDevice, sim: ModbusMeterSimulator) -> None:
+    async def run(dev: ModbusDriver, sim: ModbusMeterSimulator) -> None:
         for _ in range(10):
             assert_truth(await dev.poll(), sim)
 

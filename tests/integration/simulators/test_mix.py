@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daq.config.yamlsrc import SourceErrors
-from drivers.dlt645.driver import Dlt645Client
+from drivers.dlt645.link import Dlt645Link
 from drivers.modbus.driver import PymodbusTcpReader
 from drivers.transport import SerialSettings, open_serial
 from simulators.mix import load_mix, serve_mix
@@ -38,7 +38,7 @@ async def test_the_example_mix_serves_every_kind() -> None:
             await reader.close()
         dlt = next(x for x in lines if x.startswith("dlt645"))
         path = dlt.rsplit(" on ", 1)[1]
-        client = Dlt645Client(lambda: open_serial(SerialSettings(path, 2400)), timeout_s=1.0)
+        client = Dlt645Link(lambda: open_serial(SerialSettings(path, 2400)), timeout_s=1.0)
         try:
             assert 200 < await client.read_value("000000000042", 0x02010100) < 260
         finally:

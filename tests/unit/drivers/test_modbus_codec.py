@@ -21,7 +21,6 @@ from drivers.modbus.codec import (
     encode_rtu,
     encode_tcp,
     encode_value,
-    engineering_value,
 )
 
 A, B, C, D = WordOrder.ABCD, WordOrder.BADC, WordOrder.CDAB, WordOrder.DCBA
@@ -127,14 +126,6 @@ def test_nan_and_infinity_decode_as_floats() -> None:
     assert math.isnan(float(decode_value([0x7FC0, 0x0000], DataType.F32, A)))
     assert decode_value([0x7F80, 0x0000], DataType.F32, A) == math.inf
     assert decode_value([0xFF80, 0x0000], DataType.F32, A) == -math.inf
-
-
-def test_engineering_value() -> None:
-    assert engineering_value(2301, 0.1, 0.0) == pytest.approx(230.1)
-    assert engineering_value(7, 1.0, 0.0) == 7
-    assert isinstance(engineering_value(7, 1.0, 0.0), int)
-    assert engineering_value(100, 2.0, -5.0) == 195.0
-    assert engineering_value("abc", 0.1, 3.0) == "abc"
 
 
 # ---------------------------------------------------------------------------------------------

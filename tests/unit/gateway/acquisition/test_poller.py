@@ -1,9 +1,13 @@
-"""Polling arithmetic and the coordinator's behaviour around cancellation."""
+"""Polling arithmetic, back-off and the coordinator's supervision of a driver's bugs.
+
+(A cancellation that pymodbus loses is the Modbus TCP reader's business:
+tests/integration/drivers/test_modbus_driver.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,14 +40,10 @@ def test_ticks_are_aligned_to_the_wall_clock() -> None:
     assert next_tick_ns(5 * s + 1, 250_000_000) == 5 * s + 250_000_000
 
 
-class SwallowingReader:
-    """A register reader that, like Python 3.11's asyncio.wait_for inside pymodbus when the
-    response and the cancellation arrive together, swallows one cancellation."""
+class BrokenReader:
+    """A register reader with a bug in it."""
 
     connected = True
-
-    def __init__(self) -> None:
-        self.calls = 0
 
     async def connect(self) -> None:
         return None
@@ -53,10 +53,7 @@ class SwallowingReader:
 
     async def read_registers(self, unit: int, function: int, address: int,
                              count: int) -> list[int]:
-        self.calls += 1
-        with contextlib.suppress(asyncio.CancelledError):  # the bug: cancellation lost
-            await asyncio.sleep(0.01)
-        return [0] * count
+        raise ZeroDivisionError("a bug")
 
 
 async def until(predicate: Callable[[], bool], timeout_s: float = 2.0) -> None:
@@ -74,19 +71,6 @@ def coordinator(tmp_path: Path, sink: object) -> DeviceCoordinator:
     return coord
 
 
-async def test_a_swallowed_cancellation_still_stops_the_coordinator(tmp_path: Path) -> None:
-    never_drained: asyncio.Queue[list[Reading]] = asyncio.Queue(1)
-    coord = coordinator(tmp_path, never_drained.put)
-    reader = SwallowingReader()
-    coord.device.reader = reader
-    task = asyncio.create_task(coord.run())
-    await until(lambda: coord.state.polls >= 1)
-    await until(lambda: reader.calls > coord.state.polls * len(coord.device.plans))  # mid-read
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, 1.0)
-
-
 def test_backoff_doubles_up_to_the_maximum(tmp_path: Path) -> None:
     coord = coordinator(tmp_path, None)
     ticks = []
@@ -97,12 +81,6 @@ def test_backoff_doubles_up_to_the_maximum(tmp_path: Path) -> None:
     assert ticks == [0, 0, 1, 3, 7, 7, 7]
 
 
-class BrokenReader(SwallowingReader):
-    async def read_registers(self, unit: int, function: int, address: int,
-                             count: int) -> list[int]:
-        raise ZeroDivisionError("a bug")
-
-
 async def test_an_unexpected_error_marks_the_poll_bad_and_polling_goes_on(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     got: list[list[Reading]] = []
@@ -111,7 +89,7 @@ async def test_an_unexpected_error_marks_the_poll_bad_and_polling_goes_on(
         got.append(readings)
 
     coord = coordinator(tmp_path, sink)
-    coord.device.reader = BrokenReader()
+    coord.driver.reader = BrokenReader()
     task = asyncio.create_task(coord.run())
     await until(lambda: len(got) >= 2)
     task.cancel()
@@ -119,3 +97,33 @@ async def test_an_unexpected_error_marks_the_poll_bad_and_polling_goes_on(
         await task
     assert all(r.reason == "internal" and r.value is None for rs in got for r in rs)
     assert "ZeroDivisionError" in caplog.text
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(tracebacks) == 1  # once per failure, not once per poll
+    assert tracebacks[0].exc_info is not None
+
+
+class FlakyReader(BrokenReader):
+    """A bug on the first two polls, then zeros."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def read_registers(self, unit: int, function: int, address: int,
+                             count: int) -> list[int]:
+        self.calls += 1
+        if self.calls <= 2:
+            raise ZeroDivisionError("a bug")
+        return [0] * count
+
+
+async def test_an_unexpected_error_is_logged_once_and_its_end_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    coord = coordinator(tmp_path, None)
+    coord.driver.reader = FlakyReader()
+    polls = [await coord.poll_once() for _ in range(4)]
+    assert [rs[0].reason for rs in polls] == ["internal", "internal", None, None]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    again = [r for r in caplog.records if "again" in r.getMessage()]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert len(again) == 1

@@ -1,12 +1,14 @@
-"""A laboratory instrument as the gateway polls it: its driver plus its profile's channels."""
+"""The text driver the gateway polls a laboratory device through: the dialect driver of its
+profile's protocol (SCPI DMM, PRT readout, MT-SICS balance, generic text) plus the
+profile's channels."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from daq.config.profiles import InstrumentChannel, InstrumentProfile
-from drivers.errors import DeviceConnectionError, DeviceTimeout, DriverError
+from daq.model import Reason
+from drivers.poll import ENDS_THE_POLL, Decoded, Outcome, poll
 from drivers.result import ChannelResult
 from drivers.text.driver import (
     GenericTextDriver,
@@ -18,8 +20,8 @@ from drivers.text.driver import (
 from drivers.text.generic import GenericTextProfile
 
 
-class TextInstrument:
-    """Reads each channel of an instrument profile in turn, through the right driver."""
+class TextDriver:
+    """Reads each channel of an instrument profile in turn, through its dialect's driver."""
 
     def __init__(self, profile: InstrumentProfile, opener: Opener, timeout_s: float) -> None:
         self.profile = profile
@@ -39,7 +41,7 @@ class TextInstrument:
             self._balance = MtSicsBalanceDriver(opener, timeout_s=timeout_s)
         self._configured: str | None = None  # the DMM function set last (one channel: once)
 
-    async def _read(self, ch: InstrumentChannel) -> tuple[float, str | None]:
+    async def _read(self, ch: InstrumentChannel) -> tuple[float, Reason | None]:
         """(raw value, uncertain-reason or None)."""
         if self._dmm is not None:
             assert ch.function is not None
@@ -53,7 +55,7 @@ class TextInstrument:
             return await self._prt.read_resistance(), None
         if self._balance is not None:
             w = await self._balance.weigh(stable=ch.stable)
-            return w.value, None if w.stable else "dynamic"
+            return w.value, None if w.stable else Reason.DYNAMIC
         driver = self._text.get(ch.id)
         if driver is None:
             assert ch.command is not None
@@ -65,23 +67,16 @@ class TextInstrument:
         return (await driver.read()).raw, None
 
     async def poll(self) -> list[ChannelResult]:
-        results: list[ChannelResult] = []
-        abort: DriverError | None = None
-        for ch in self.channels:
-            if abort is not None:
-                results.append(ChannelResult(ch, time.time_ns(), None, None, abort))
-                continue
-            try:
-                raw, uncertain = await self._read(ch)
-            except DriverError as err:
-                results.append(ChannelResult(ch, time.time_ns(), None, None, err))
-                if isinstance(err, DeviceTimeout | DeviceConnectionError):
-                    abort = err
-                    self._configured = None  # a reconnected instrument may have been reset
-                continue
-            value = raw if ch.scale == 1.0 and ch.offset == 0.0 else raw * ch.scale + ch.offset
-            results.append(ChannelResult(ch, time.time_ns(), raw, value, None, uncertain))
-        return results
+        """:func:`drivers.poll.poll` with one request per channel."""
+        return await poll([(ch, (ch,)) for ch in self.channels], self._fetch)
+
+    async def _fetch(self, ch: InstrumentChannel) -> list[Outcome]:
+        try:
+            raw, uncertain = await self._read(ch)
+        except ENDS_THE_POLL:
+            self._configured = None  # a reconnected instrument may have been reset
+            raise
+        return [raw if uncertain is None else Decoded(raw, uncertain=uncertain)]
 
     async def close(self) -> None:
         for d in (self._dmm, self._prt, self._balance, *self._text.values()):
