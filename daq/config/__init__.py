@@ -11,6 +11,7 @@ from daq.config.site import (
     Calibration,
     Config,
     Cusum,
+    Dashboard,
     Device,
     Dlt645Device,
     Dlt645SerialBus,
@@ -30,9 +31,11 @@ from daq.config.site import (
     ModbusRtuTcpBus,
     ModbusTcpBus,
     Mqtt,
+    MqttLogin,
     SerialLine,
     Tls,
     load_config,
+    load_config_located,
 )
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "Calibration",
     "Config",
     "Cusum",
+    "Dashboard",
     "Device",
     "Dlt645Device",
     "Dlt645SerialBus",
@@ -61,7 +65,9 @@ __all__ = [
     "ModbusRtuTcpBus",
     "ModbusTcpBus",
     "Mqtt",
+    "MqttLogin",
     "SerialLine",
     "Tls",
     "load_config",
+    "load_config_located",
 ]
