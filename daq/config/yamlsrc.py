@@ -6,10 +6,10 @@ from each value's path to its line, substitutes ``${ENV_VAR}`` (and ``${ENV_VAR:
 in strings, and turns pydantic validation errors into such messages.
 
 A config file is untrusted input with a budget: at most :data:`MAX_FILE_BYTES` of UTF-8,
-nested at most :data:`MAX_DEPTH` levels, and aliases (``*name``) may add at most
-:data:`MAX_ALIAS_VALUES` values to what the text itself holds. An alias to a collection that
-contains it, or a "billion laughs" document, is a located error found in milliseconds, not a
-``RecursionError`` or minutes of work and gigabytes of memory.
+nested at most :data:`MAX_DEPTH` levels, holding at most :data:`MAX_VALUES` values once its
+aliases (``*name``) are expanded. An alias to a collection that contains it, or a "billion
+laughs" document, is a located error found in a fraction of a second, not a ``RecursionError``
+or minutes of work and gigabytes of memory.
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ file is about 10 kB)."""
 MAX_DEPTH = 64
 """Nesting deeper than this (in the text, or through aliases) is refused; a site file nests
 about 8 levels."""
-MAX_ALIAS_VALUES = 10_000
-"""Aliases may add at most this many values (scalars and collections, counted as they are
-expanded) to a document."""
+MAX_VALUES = 100_000
+"""At most this many values (every key, scalar and collection) in a file, those an alias
+stands for counted each time it is used: counted while composing (PyYAML parses about
+30 000 values a second, so a file over the limit is refused within seconds) and again while
+aliases are expanded (a "billion laughs" stops in about 0.1 s). The shipped files hold a few
+hundred."""
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -149,7 +152,8 @@ def load_yaml_text(text: str, name: str, env: Mapping[str, str] | None = None) -
 
 
 class _LimitError(yaml.MarkedYAMLError):
-    """The text nests deeper than :data:`MAX_DEPTH` (found while composing)."""
+    """The text nests deeper than :data:`MAX_DEPTH` or holds more than :data:`MAX_VALUES`
+    values (found while composing)."""
 
 
 class _AliasNode(yaml.Node):
@@ -170,6 +174,7 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._values = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]
@@ -178,9 +183,13 @@ class _Loader(yaml.SafeLoader):
             assert node is not None  # an undefined alias raises
             return _AliasNode(node, event.start_mark, event.end_mark)
         self._depth += 1
+        self._values += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise _LimitError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                  event.start_mark)
+            if self._values > MAX_VALUES:
+                raise _LimitError(None, None, f"more than {MAX_VALUES} values",
                                   event.start_mark)
             return super().compose_node(parent, index)
         finally:
@@ -189,14 +198,14 @@ class _Loader(yaml.SafeLoader):
 
 class _Converter:
     """Node graph → plain data with the line of every path; ``${ENV}`` substituted; aliases
-    expanded within :data:`MAX_DEPTH` and :data:`MAX_ALIAS_VALUES`."""
+    expanded within :data:`MAX_DEPTH` and :data:`MAX_VALUES`."""
 
     def __init__(self, loc: Located, env: Mapping[str, str]) -> None:
         self.loc = loc
         self.env = env
         self.errors: list[SourceError] = []
         self._open: set[int] = set()  # the collections being converted (an alias's cycle)
-        self._alias_values = 0  # values added by expanding aliases so far
+        self._values = 0  # values converted so far, those of aliases each time
         self._outer: tuple[yaml.Node, Path_] | None = None  # the alias being expanded
         self._scalars = yaml.SafeLoader("")  # one constructor, not one per scalar
 
@@ -226,11 +235,10 @@ class _Converter:
         if depth > MAX_DEPTH:
             raise self._limit(node, path, f"nested deeper than {MAX_DEPTH} levels "
                               "(through aliases)")
-        if self._outer is not None:
-            self._alias_values += 1
-            if self._alias_values > MAX_ALIAS_VALUES:
-                raise self._limit(node, path, "aliases expand to more than "
-                                  f"{MAX_ALIAS_VALUES} values")
+        self._values += 1
+        if self._values > MAX_VALUES:  # only through aliases: the composer counted the rest
+            raise self._limit(node, path, f"more than {MAX_VALUES} values once aliases are "
+                              "expanded")
         self.loc.lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             self._open.add(id(node))
