@@ -101,7 +101,7 @@ def dotted(path: Path_) -> str:
 
 def load_yaml(file: str | Path, env: Mapping[str, str] | None = None) -> Located:
     """Load a YAML file; raise :class:`SourceErrors` for syntax errors, missing env vars and a
-    file over the limits (size, depth, alias expansion)."""
+    file over the limits (size, depth, number of values with aliases expanded)."""
     name = str(file)
     try:
         with open(file, "rb") as f:
@@ -254,6 +254,8 @@ class _Converter:
             return [self.convert(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if isinstance(key_node, _AliasNode):  # *name as a key: the value it names
+                key_node = key_node.target
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
             key_line = key_node.start_mark.line + 1
             if key in out:

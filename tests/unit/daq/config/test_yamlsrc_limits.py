@@ -86,6 +86,8 @@ def test_a_legitimate_alias_still_works_and_keeps_its_line() -> None:
     assert loc.line_of(("buses", 1, "serial", "port")) == 1  # where the value is written
     scalar = load_yaml_text("a: &v 5\nb: [*v, *v]\n", "s", env={})
     assert scalar.data == {"a": 5, "b": [5, 5]}
+    key = load_yaml_text("k: &k port\nm: {*k : 1}\n", "s", env={})
+    assert key.data == {"k": "port", "m": {"port": 1}}
 
 
 def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
