@@ -130,9 +130,7 @@ def load_yaml_text(text: str, name: str, env: Mapping[str, str] | None = None) -
     try:
         node = yaml.compose(text, Loader=_Loader)
     except _LimitError as exc:
-        mark = exc.problem_mark
-        raise SourceErrors([SourceError(name, mark.line + 1 if mark else 1, "",
-                                        str(exc.problem))]) from exc
+        raise SourceErrors([SourceError(name, exc.line, "", exc.message)]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -151,9 +149,14 @@ def load_yaml_text(text: str, name: str, env: Mapping[str, str] | None = None) -
     return located
 
 
-class _LimitError(yaml.MarkedYAMLError):
+class _LimitError(DaqError):
     """The text nests deeper than :data:`MAX_DEPTH` or holds more than :data:`MAX_VALUES`
-    values (found while composing)."""
+    values (found while composing; :func:`load_yaml_text` turns it into SourceErrors)."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = mark.line + 1 if mark is not None else 1
 
 
 class _AliasNode(yaml.Node):
@@ -186,11 +189,9 @@ class _Loader(yaml.SafeLoader):
         self._values += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _LimitError(None, None, f"nested deeper than {MAX_DEPTH} levels",
-                                  event.start_mark)
+                raise _LimitError(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
             if self._values > MAX_VALUES:
-                raise _LimitError(None, None, f"more than {MAX_VALUES} values",
-                                  event.start_mark)
+                raise _LimitError(f"more than {MAX_VALUES} values", event.start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
