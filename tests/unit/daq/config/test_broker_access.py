@@ -107,5 +107,5 @@ def test_the_conf_lines_name_the_files_and_the_persistence() -> None:
                  "acl_file /etc/m/acl", "persistence true", "persistence_location /var/lib/m/",
                  "per_listener_settings false", "max_queued_messages 1000000"):
         assert want in lines
-    # Mosquitto takes the rest of a line as the value: comments only on lines of their own
+    # Mosquitto takes the rest of a line as a path: comments only on lines of their own
     assert all(ln.startswith("#") or "#" not in ln for ln in lines)
