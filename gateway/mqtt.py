@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from daq.config import LoadedConfig
+from daq.config import LoadedConfig, MqttLogin
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,12 @@ def make_client(
     session_expiry_s: int = 0,
     receive_maximum: int | None = None,
     manual_ack: bool = False,
+    login: MqttLogin | None = None,
 ) -> tuple[mqtt.Client, Properties]:
     """An MQTT v5 client configured from the config's ``mqtt`` section (not yet connected).
+    ``login``: the role's own account (``gateways[].mqtt_login``, ``ingest.mqtt_login``,
+    ``dashboard.mqtt_login``, what ``daq broker access`` writes into the broker's files), else
+    the site-wide ``mqtt.username``.
 
     Returns the client and the CONNECT properties to pass to ``connect``.
     """
@@ -52,9 +56,12 @@ def make_client(
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
-    password = loaded.secret(cfg.password, cfg.password_file)
-    if cfg.username:  # an empty ${VAR:-} means no authentication
-        client.username_pw_set(cfg.username, password or None)
+    if login is not None:
+        client.username_pw_set(login.username,
+                               loaded.secret(login.password, login.password_file) or None)
+    elif cfg.username:  # an empty ${VAR:-} means no authentication
+        client.username_pw_set(cfg.username,
+                               loaded.secret(cfg.password, cfg.password_file) or None)
     if cfg.tls is not None:
         ctx = ssl.create_default_context(cafile=loaded.resolve(cfg.tls.ca_file)
                                          if cfg.tls.ca_file else None)

@@ -3,6 +3,7 @@ command group, one module each beside this one:
 
 ================  =============================================================================
 ``config.py``     ``daq config check``
+``broker.py``     ``daq broker access`` (the broker's password and ACL files from the site)
 ``read.py``       ``daq read`` (commissioning: poll one device once)
 ``services.py``   ``daq gateway``, ``daq ingest``
 ``simulate.py``   ``daq simulate meter|all``
@@ -26,6 +27,7 @@ import logging
 
 import click
 
+from daq.cli.broker import broker
 from daq.cli.calibrate import calibrate
 from daq.cli.cert import audit, cert, trace
 from daq.cli.config import config
@@ -54,8 +56,8 @@ def main(verbose: int) -> None:
     _setup_logging(verbose)
 
 
-for command in (config, read, gateway, ingest, simulate, demo, dashboard, cert, audit, trace,
-                verify, drift, calibrate, keys):
+for command in (config, broker, read, gateway, ingest, simulate, demo, dashboard, cert, audit,
+                trace, verify, drift, calibrate, keys):
     main.add_command(command)
 
 if __name__ == "__main__":

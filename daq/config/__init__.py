@@ -11,6 +11,7 @@ from daq.config.site import (
     Calibration,
     Config,
     Cusum,
+    Dashboard,
     Delivery,
     Device,
     Dlt645Device,
@@ -31,9 +32,11 @@ from daq.config.site import (
     ModbusRtuTcpBus,
     ModbusTcpBus,
     Mqtt,
+    MqttLogin,
     SerialLine,
     Tls,
     load_config,
+    load_config_located,
 )
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "Calibration",
     "Config",
     "Cusum",
+    "Dashboard",
     "Delivery",
     "Device",
     "Dlt645Device",
@@ -63,7 +67,9 @@ __all__ = [
     "ModbusRtuTcpBus",
     "ModbusTcpBus",
     "Mqtt",
+    "MqttLogin",
     "SerialLine",
     "Tls",
     "load_config",
+    "load_config_located",
 ]

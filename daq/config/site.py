@@ -260,6 +260,26 @@ class Delivery(_Strict):
     batch_max_readings: Annotated[int, Field(ge=1, le=10_000)] = 2000  # per message
 
 
+# an MQTT username as Mosquitto's password and ACL files can hold it: no spaces, no ':'
+Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$", max_length=64)]
+
+
+class MqttLogin(_Strict):
+    """One MQTT account of the site's broker (``daq broker access`` writes them all into the
+    broker's password and ACL files): a username and its password, given inline (usually
+    ``${ENV}``) or in a file (first line)."""
+
+    username: Username
+    password: SecretStr | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttLogin:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("give password or password_file (one of them)")
+        return self
+
+
 class Gateway(_Strict):
     id: Id
     outbox: str = "var/{gateway}-outbox.sqlite"
@@ -269,6 +289,8 @@ class Gateway(_Strict):
     delivery: Delivery = Delivery()
     buses: list[Bus]
     drift_checks: list[DriftCheck] = []
+    # this gateway's own account: it may publish only under daq/{enterprise}/{gateway}/#
+    mqtt_login: MqttLogin | None = None
 
 
 class Calibration(_Strict):
@@ -322,6 +344,15 @@ class Ingest(_Strict):
     # verification state or a certificate), all of them, or none
     evidence: Literal["legal", "all", "none"] = "legal"
     evidence_store: str = "var/ingest-evidence.sqlite"
+    # the ingest's own account: reads daq/{enterprise}/#, writes the acknowledgement topics
+    mqtt_login: MqttLogin | None = None
+
+
+class Dashboard(_Strict):
+    """The web dashboard's part of the site file (its other options are command-line)."""
+
+    # the dashboard's own account: reads daq/{enterprise}/#, writes nothing
+    mqtt_login: MqttLogin | None = None
 
 
 class Historian(_Strict):
@@ -363,6 +394,7 @@ class Config(_Strict):
     gateways: list[Gateway]
     mqtt: Mqtt = Mqtt()
     ingest: Ingest = Ingest()
+    dashboard: Dashboard = Dashboard()
     storage: Storage = Historian(kind="historian")
 
 
@@ -422,6 +454,12 @@ class LoadedConfig:
 
 def load_config(path: str | Path) -> LoadedConfig:
     """Load and validate a config file; raise SourceErrors listing every problem."""
+    return load_config_located(path)[0]
+
+
+def load_config_located(path: str | Path) -> tuple[LoadedConfig, Located]:
+    """:func:`load_config`, and the file's data with the line of every field (for checks of
+    their own that name ``FILE:LINE: field``)."""
     path = Path(path)
     loc = load_yaml(path)
     cfg = validated(Config, loc)
@@ -431,7 +469,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         errors = _check_drift_refs(loaded, loc)
     if errors:
         raise SourceErrors(errors)
-    return loaded
+    return loaded, loc
 
 
 def _check_ids(cfg: Config, loc: Located) -> list[SourceError]:
@@ -524,6 +562,7 @@ __all__ = [
     "Calibration",
     "Config",
     "Cusum",
+    "Dashboard",
     "Delivery",
     "Device",
     "Dlt645Device",
@@ -544,7 +583,9 @@ __all__ = [
     "ModbusRtuTcpBus",
     "ModbusTcpBus",
     "Mqtt",
+    "MqttLogin",
     "SerialLine",
     "Tls",
     "load_config",
+    "load_config_located",
 ]

@@ -34,7 +34,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from daq.config import Delivery, LoadedConfig
+from daq.config import Delivery, LoadedConfig, MqttLogin
 from daq.payload import PayloadError, ack_topic, decode_ack
 from gateway.mqtt import LinkLog, Will, connect_async, make_client
 from gateway.outbox import Outbox
@@ -54,6 +54,7 @@ class Publisher:
         delivery: Delivery | None = None,
         will: Will | None = None,
         retained: list[tuple[str, bytes]] | None = None,
+        login: MqttLogin | None = None,
     ) -> None:
         self.loaded = loaded
         self.outbox = outbox
@@ -64,7 +65,7 @@ class Publisher:
         self.ack_topic = ack_topic(enterprise or "", gateway or "")
         self.gateway = gateway
         self._retained: dict[str, bytes] = dict(retained or [])
-        self.client, self._props = make_client(loaded, client_id, will=will)
+        self.client, self._props = make_client(loaded, client_id, will=will, login=login)
         self._pubacks: collections.deque[int] = collections.deque()  # mids, from paho
         self._refused: collections.deque[tuple[int, str]] = collections.deque()
         self._retry_refused_at = 0.0

@@ -90,6 +90,7 @@ class GatewayService:
             delivery=self.config.delivery,
             will=Will(status, b"offline"),
             retained=[(status, b"online"), *metas],
+            login=self.config.mqtt_login,
         )
         self.signer: Signer = gateway_signer(loaded, self.config)
         self._topic = data_topic(self.enterprise, self.config.id)

@@ -156,6 +156,7 @@ class Ingest:
             session_expiry_s=7 * 24 * 3600 if self.persistent else 0,
             receive_maximum=min(65_535, max(100, self.cfg.batch_size * 2)),
             manual_ack=True,
+            login=self.cfg.mqtt_login,
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
