@@ -9,6 +9,7 @@ wires the parts together and holds the URL table; each concern has its own modul
 ``alarms_api.py``           ``/api/alarms``, ``/api/alarms/ack`` (token, alarm log)
 ``chain_view.py``           ``/chain/CERT``, ``/api/chain/CERT`` (calibration registry)
 ``supervise.py``            the background loops (broadcast, energy) restarted if they fail
+``security.py``             headers on every response (CSP …)
 ==========================  ===================================================================
 
 Here: ``/`` (the page), ``/api/state`` (a snapshot) and ``/api/trend`` (a channel's stored
@@ -35,6 +36,7 @@ from gateway.dashboard.energy_api import EnergyApi
 from gateway.dashboard.feed import MqttFeed
 from gateway.dashboard.history import History, HistoryUnavailable, Where, open_history
 from gateway.dashboard.options import DashboardOptions
+from gateway.dashboard.security import add_security_headers
 from gateway.dashboard.sse import Broadcaster
 from gateway.dashboard.state import LiveState
 from gateway.dashboard.supervise import Supervised
@@ -76,6 +78,7 @@ class Dashboard:
 
     async def start(self) -> int:
         app = web.Application()
+        app.on_response_prepare.append(add_security_headers)
         app.add_routes([
             web.get("/", self._index),
             web.get("/api/state", self._api_state),

@@ -41,6 +41,22 @@ def test_assets_reference_nothing_outside_the_dashboard() -> None:
     assert "EventSource(\"/api/events\")" in js  # live values are pushed, not polled
 
 
+def test_assets_have_no_inline_script_and_one_place_that_writes_markup() -> None:
+    """What the Content-Security-Policy requires (no inline script or handlers), and what
+    keeps message fields from reaching the HTML parser unescaped: innerHTML is assigned in
+    setHtml() only, which takes h`…` templates only; no other way to parse markup is used."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<script\b[^>]*>", page) == ['<script src="/static/app.js" defer>']
+    assert not re.search(r"\son[a-z]+\s*=", page)  # no onclick=, onload= …
+    assert "javascript:" not in page
+    js = (STATIC / "app.js").read_text(encoding="utf-8")
+    assert re.findall(r"\.innerHTML\s*\+?=(?!=)", js) == [".innerHTML ="]
+    assert "el.innerHTML = html.text;" in js
+    for sink in ("insertAdjacentHTML", "outerHTML", "document.write", "eval(", "new Function",
+                 "setTimeout(\"", "srcdoc"):
+        assert sink not in js, sink
+
+
 def test_dashboard_command_serves_and_stops_on_ctrl_c(tmp_path: Path, mqtt_broker: Any) -> None:
     ent = f"t{uuid.uuid4().hex[:10]}"
     cfg = tmp_path / "site.yaml"
