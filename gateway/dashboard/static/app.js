@@ -3,7 +3,7 @@
 "use strict";
 
 const S = { channels: new Map(), devices: new Map(), gateways: new Map(), energy: {},
-  skewNs: 0, tz: "UTC", history: "", registry: false, tokenRequired: false };
+  skewNs: 0, tz: "UTC", history: "", registry: false, tokenRequired: false, readOnly: false };
 let cells = new Map();   // channel key -> {row, v, U, q, age, ts} for the view on screen
 let view = null;         // {name, refresh(delta)} of the view on screen
 let renderQueued = false;
@@ -78,7 +78,7 @@ function loadSnapshot(doc) {
   S.energy = doc.energy || {};
   S.skewNs = doc.now - Date.now() * 1e6;
   S.tz = doc.tz; S.history = doc.history; S.registry = doc.registry;
-  S.tokenRequired = doc.token_required;
+  S.tokenRequired = doc.token_required; S.readOnly = doc.read_only;
   render();
 }
 
@@ -337,21 +337,21 @@ function viewAlarms(main, params) {
     <div class="filters">
       <label>kind <select id="f-kind"><option value="">all</option>${KINDS.map((k) => option(k, kind))}</select></label>
       <label>enterprise <select id="f-ent"><option value="">all</option>${ents.map((e) => option(e, ent))}</select></label>
-      <label>your name <input id="who" value="${who}" placeholder="who acknowledges" size="14"></label>
-      ${S.tokenRequired ? h`<label>token <input id="token" type="password" size="10"></label>` : ""}
+      ${S.readOnly ? h`<span class="muted" data-read-only>read-only dashboard: acknowledging is disabled here</span>` : h`<label>your name <input id="who" value="${who}" placeholder="who acknowledges" size="14"></label>`}
+      ${S.tokenRequired && !S.readOnly ? h`<label>token <input id="token" type="password" size="10"></label>` : ""}
     </div>
     <h2>Active</h2><div class="wrap"><table id="active"><thead><tr><th>since</th><th>enterprise / device</th><th>kind</th><th>severity</th><th>reason</th><th>acknowledged</th></tr></thead><tbody></tbody></table></div>
     <p id="ack-error" class="error" hidden></p>
     <h2>Recent</h2><div class="wrap"><table id="recent"><thead><tr><th>time</th><th>event</th><th>enterprise / device</th><th>kind</th><th>reason</th></tr></thead><tbody></tbody></table></div>`);
   const setFilter = () => { location.hash = `#/alarms?kind=${enc($("#f-kind").value)}&enterprise=${enc($("#f-ent").value)}`; };
   $("#f-kind").onchange = setFilter; $("#f-ent").onchange = setFilter;
-  $("#who").onchange = (e) => localStorage.setItem("daq.who", e.target.value.trim());
+  if ($("#who")) $("#who").onchange = (e) => localStorage.setItem("daq.who", e.target.value.trim());
   const keep = (a) => (!kind || a.kind === kind) && (!ent || a.enterprise === ent);
   const drawActive = () => {
     const rows = activeAlarms().filter(keep).sort((a, b) => b.since - a.since).map((a) => h`<tr data-alarm="${a.device_key}|${a.key}">
       <td>${fmtTime(a.since)}</td><td>${a.enterprise} / <a href="#/e/${enc(a.enterprise)}/g/${enc(a.gateway)}/d/${enc(a.device)}">${a.device}</a>${a.channel ? ` · ${a.channel}` : ""}</td>
       <td>${a.kind}</td><td>${badge(a.severity, a.severity)}</td><td data-reason>${a.reason}${details(a.details)}</td>
-      <td>${a.ack ? h`<span data-ack>${badge("acked", `${a.ack.who}, ${fmtTime(a.ack.at)}`)}</span>` : h`<button data-ack-btn data-dev="${a.device_key}" data-id="${a.id}">Acknowledge</button>`}</td></tr>`);
+      <td>${a.ack ? h`<span data-ack>${badge("acked", `${a.ack.who}, ${fmtTime(a.ack.at)}`)}</span>` : S.readOnly ? h`<span class="muted">not acknowledged</span>` : h`<button data-ack-btn data-dev="${a.device_key}" data-id="${a.id}">Acknowledge</button>`}</td></tr>`);
     setHtml($("#active tbody"), rows.length ? h`${rows}` : h`<tr><td colspan="6" class="muted">no active alarms</td></tr>`);
     for (const b of main.querySelectorAll("[data-ack-btn]")) b.onclick = () => acknowledge(b);
   };
