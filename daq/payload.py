@@ -14,8 +14,8 @@ uncertainty), ``k``, ``u_exp`` (expanded, k·u) — never ``u`` and ``U``, which
 folds into one name. Several reasons of a reading travel as a list (``reasons``).
 
 The formats are documented with JSON Schemas in ``docs/``. The gateway (encoding) and the
-ingest and dashboard (decoding) use this module, so they cannot disagree; decoding checks every
-field of untrusted input (:mod:`daq.limits`).
+ingest and dashboard (decoding, :func:`check_source`) use this module, so they cannot disagree;
+decoding checks every field of untrusted input (:mod:`daq.limits`).
 """
 
 from __future__ import annotations
@@ -331,3 +331,75 @@ def decode_ack(payload: bytes) -> Ack:
 
 def encode_meta(meta: DeviceMeta) -> bytes:
     return orjson.dumps({"schema": META_SCHEMA, **meta.as_dict()})
+
+
+def decode_meta(payload: bytes) -> dict[str, Any]:
+    """Decode a retained meta message (``docs/mqtt-meta.schema.json``); raise
+    :class:`PayloadError` if it is not one.
+
+    Every field a reader shows is checked as the data message's are (:mod:`daq.limits`): ids,
+    names, bounded printable texts, a positive ``interval_ms``, ranges and resolutions as
+    finite numbers or null. What is returned is a new document of the schema's fields only:
+    a field this version does not know is left out (a newer gateway's meta still shows), not
+    passed on unchecked.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"message of {len(payload)} bytes (at most {MAX_PAYLOAD_BYTES})")
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"not JSON: {exc}") from exc
+    if type(doc) is not dict:
+        raise PayloadError("not a JSON object")
+    if doc.get("schema") != META_SCHEMA:
+        raise PayloadError(f"unknown schema {str(doc.get('schema'))[:40]!r}")
+    try:
+        out: dict[str, Any] = {"schema": META_SCHEMA}
+        for name in ("enterprise", "gateway", "device"):
+            out[name] = check_id(doc.get(name), name)
+        for name in ("profile", "maker", "model"):
+            out[name] = check_text(doc.get(name), name)
+        interval = doc.get("interval_ms")
+        if type(interval) is not int or not 1 <= interval < 1 << 63:
+            raise WireValueError("interval_ms: not a positive 64-bit integer")
+        out["interval_ms"] = interval
+        channels = doc.get("channels")
+        if type(channels) is not list or len(channels) > MAX_ITEMS:
+            raise WireValueError(f"channels: not a list of at most {MAX_ITEMS}")
+        out["channels"] = [_channel_meta(c, f"channels[{i}]") for i, c in enumerate(channels)]
+        if doc.get("instrument") is not None:
+            out["instrument"] = check_text(doc["instrument"], "instrument")
+        return out
+    except WireValueError as exc:
+        raise PayloadError(str(exc)) from exc
+
+
+def _channel_meta(c: Any, where: str) -> dict[str, Any]:
+    if type(c) is not dict:
+        raise WireValueError(f"{where}: not an object")
+    rng = c.get("range", [None, None])
+    if type(rng) is not list or len(rng) != 2:
+        raise WireValueError(f"{where}.range: not a list [min, max]")
+    out: dict[str, Any] = {
+        "id": check_name(c.get("id"), f"{where}.id"),
+        "quantity": check_name(c.get("quantity"), f"{where}.quantity"),
+        "unit": check_text(c.get("unit"), f"{where}.unit"),
+        "description": check_text(c.get("description", ""), f"{where}.description"),
+        "range": [check_number(rng[0], f"{where}.range[0]", optional=True),
+                  check_number(rng[1], f"{where}.range[1]", optional=True)],
+        "resolution": check_number(c.get("resolution"), f"{where}.resolution", optional=True,
+                                   minimum=0),
+    }
+    if c.get("instrument") is not None:
+        out["instrument"] = check_text(c["instrument"], f"{where}.instrument")
+    return out
+
+
+def check_source(topic: str, enterprise: str, gateway: str, device: str) -> None:
+    """Raise :class:`PayloadError` unless ``topic`` is ``daq/{enterprise}/{gateway}/{device}/…``
+    for the identity the payload names: a client allowed to publish only under its own
+    prefix must not speak for another device (the ingest and the dashboard both refuse it)."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "daq" or parts[1:4] != [enterprise, gateway, device]:
+        raise PayloadError(f"payload names {enterprise}/{gateway}/{device} but was published "
+                           f"on {topic[:120]!r}")

@@ -2,9 +2,10 @@
 from the alarm log, filtered by ``kind`` and ``enterprise``) and ``POST /api/alarms/ack``
 (who acknowledged which alarm instance, and when — kept in the alarm log).
 
-Acknowledging is the dashboard's one write action: when a token is set it must come in the
-``X-Daq-Token`` header, and the body must be JSON (a page of another site can POST a form or
-text/plain without asking; a JSON body needs a CORS preflight, which the server never grants).
+Acknowledging is the dashboard's one write action: refused on a read-only dashboard; when a
+token is set it must come in the ``X-Daq-Token`` header, and the body must be JSON (a page of
+another site can POST a form or text/plain without asking; a JSON body needs a CORS
+preflight, which the server never grants).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from gateway.dashboard.state import LiveState, parse_alarm_id
 
 
 class AlarmsApi:
-    def __init__(self, state: LiveState, alarm_log: AlarmLog, token: str | None) -> None:
+    def __init__(self, state: LiveState, alarm_log: AlarmLog, token: str | None,
+                 read_only: bool = False) -> None:
         self.state = state
         self.alarm_log = alarm_log
         self.token = token
+        self.read_only = read_only
 
     async def api_alarms(self, request: web.Request) -> web.Response:
         kind = request.query.get("kind") or None
@@ -44,6 +47,9 @@ class AlarmsApi:
             "recent": [a for a in recent if keep(a)]}), content_type="application/json")
 
     async def api_ack(self, request: web.Request) -> web.Response:
+        if self.read_only:
+            raise web.HTTPForbidden(text="this dashboard is read-only: acknowledge on one "
+                                         "that has a token")
         if self.token is not None and not hmac.compare_digest(
                 request.headers.get("X-Daq-Token", "").encode(), self.token.encode()):
             raise web.HTTPForbidden(text="acknowledging needs the dashboard token")

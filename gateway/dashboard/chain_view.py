@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import html
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -54,27 +55,42 @@ class ChainView:
         return web.Response(text=render_chain(doc), content_type="text/html")
 
 
+def _t(value: object) -> str:
+    """Any value as HTML text or a double-quoted attribute value: escaped, quotes included."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _path(value: object) -> str:
+    """A value as one URL path segment: every reserved character percent-encoded (a ``/``,
+    ``?``, ``#`` or ``:`` cannot change where the link goes), then escaped for the attribute."""
+    return _t(quote(str(value), safe=""))
+
+
 def render_chain(doc: dict[str, Any]) -> str:
     """The HTML page of :meth:`ChainView.chain`'s result: every link, nested, each marked
-    ✔ or ✘ with its problems."""
+    ✔ or ✘ with its problems. Every value is escaped (:func:`_t`), the certificate id in the
+    JSON link URL-encoded too (:func:`_path`); no inline script or style (the dashboard's
+    Content-Security-Policy forbids them)."""
 
     def link(d: dict[str, Any]) -> str:
         mark = "✔" if not d["problems"] else "✘"
-        probs = "".join(f"<li class=bad>{html.escape(p)}</li>" for p in d["problems"])
+        probs = "".join(f'<li class="bad">{_t(p)}</li>' for p in d["problems"])
         refs = "".join(link(r) for r in d["references"])
         u = f", u ≤ {d['u']:.3g}" if d.get("u") is not None else ""
-        return (f"<li><b>{mark} {html.escape(d['instrument'])}</b> — "
-                f"{html.escape(d['certificate'] or 'no certificate')} (valid at {d['at']}"
-                f"{', expires ' + d['expires'] if d['expires'] else ''}{u})"
+        expires = f", expires {d['expires']}" if d["expires"] else ""
+        valid = f"valid at {d['at']}{expires}{u}"
+        return (f"<li><b>{mark} {_t(d['instrument'])}</b> — "
+                f"{_t(d['certificate'] or 'no certificate')} ({_t(valid)})"
                 f"<ul>{probs}{refs}</ul></li>")
 
-    return (f"<!doctype html><meta charset=utf-8><meta name=viewport "
-            f"content='width=device-width,initial-scale=1'><link rel=stylesheet "
-            f"href='/static/app.css'><title>Chain of {html.escape(doc['certificate'])}"
-            f"</title><main class=page><p><a href='/'>← dashboard</a></p>"
-            f"<h1>Traceability of {html.escape(doc['instrument'])}</h1>"
-            f"<p>certificate {html.escape(doc['certificate'])}, at {doc['at']}: "
-            f"<b class={'ok' if doc['ok'] else 'bad'}>"
+    cert = doc["certificate"]
+    return ('<!doctype html><meta charset="utf-8"><meta name="viewport" '
+            'content="width=device-width,initial-scale=1"><link rel="stylesheet" '
+            f'href="/static/app.css"><title>Chain of {_t(cert)}</title>'
+            '<main class="page"><p><a href="/">← dashboard</a></p>'
+            f"<h1>Traceability of {_t(doc['instrument'])}</h1>"
+            f"<p>certificate <span data-cert>{_t(cert)}</span>, at {_t(doc['at'])}: "
+            f'<b class="{"ok" if doc["ok"] else "bad"}">'
             f"{'chain intact' if doc['ok'] else 'chain broken'}</b> "
-            f"(<a href='/api/chain/{html.escape(doc['certificate'])}'>JSON</a>)</p>"
-            f"<ul class=chain>{link(doc['chain'])}</ul></main>")
+            f'(<a href="/api/chain/{_path(cert)}" data-json>JSON</a>)</p>'
+            f'<ul class="chain">{link(doc["chain"])}</ul></main>')

@@ -3,11 +3,17 @@ operator's client (paho, QoS 0, ``daq/#`` by default), decodes each message on p
 thread and hands the result to the event loop with ``call_soon_threadsafe`` (the state is only
 touched on the loop's thread).
 
-Topics: ``daq/ENT/GW/status``, ``daq/ENT/GW/data`` (batches), ``daq/ENT/GW/DEV/meta`` and
-``…/alarms``.
-Messages that do not decode are dropped here, before they reach the state: a retained meta
-message of the wrong shape would otherwise sit in the state and break every later
-computation that reads it (energy meters, snapshots).
+Topics: ``daq/ENT/GW/status``, ``daq/ENT/GW/data`` (batches: the polls of several devices),
+``daq/ENT/GW/DEV/meta`` and ``…/alarms``.
+Every message is checked here, before it reaches the state, by the decoders the ingest uses
+(:func:`daq.payload.decode_unverified`, :func:`daq.payload.decode_meta`,
+:func:`daq.alarms.decode_alarms`: types, ids, finite numbers, bounded printable texts), and
+its payload's enterprise/gateway/device must be its topic's (:func:`daq.payload.check_source`;
+a batch's signature is the ingest's to check, not the viewer's).
+A message that fails is dropped with one warning per topic: a retained meta message of the
+wrong shape would otherwise sit in the state and break every later computation that reads it
+(energy meters, snapshots), and a text field of any length or content would reach every
+browser. (The page escapes whatever it shows anyway; see ``static/app.js``.)
 """
 
 from __future__ import annotations
@@ -19,41 +25,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import paho.mqtt.client as mqtt
 
 from daq.alarms import AlarmPayloadError, decode_alarms
 from daq.config import LoadedConfig
+from daq.limits import check_id
 from daq.model import Reading
-from daq.payload import PayloadError, decode_unverified
+from daq.payload import PayloadError, check_source, decode_meta, decode_unverified
 from gateway.dashboard.state import LiveState
 from gateway.mqtt import connect_async, make_client, unique_client_id
 
 log = logging.getLogger(__name__)
-
-
-def meta_problem(doc: object) -> str | None:
-    """Why ``doc`` is not a device meta message the dashboard can use, or None.
-
-    The fields the views read: ``enterprise``, ``gateway``, ``device`` (text); ``channels``
-    (a list of objects with a text ``id``); ``instrument`` (text or absent).
-    """
-    if not isinstance(doc, dict):
-        return "not a JSON object"
-    for name in ("enterprise", "gateway", "device"):
-        if not isinstance(doc.get(name), str):
-            return f"{name}: expected text"
-    channels = doc.get("channels", [])
-    if not isinstance(channels, list):
-        return "channels: expected a list"
-    for i, ch in enumerate(channels):
-        if not isinstance(ch, dict) or not isinstance(ch.get("id"), str):
-            return f"channels[{i}]: expected an object with a text id"
-        if not isinstance(ch.get("instrument"), str | None):
-            return f"channels[{i}].instrument: expected text"
-    if not isinstance(doc.get("instrument"), str | None):
-        return "instrument: expected text"
-    return None
 
 
 class MqttFeed:
@@ -71,7 +53,8 @@ class MqttFeed:
     def start(self) -> None:
         """Connect in the background (paho's thread); call on the event loop."""
         self._loop = asyncio.get_running_loop()
-        client, props = make_client(self.loaded, unique_client_id("daq", "dashboard"))
+        client, props = make_client(self.loaded, unique_client_id("daq", "dashboard"),
+                                    login=self.loaded.config.dashboard.mqtt_login)
         topic = self.topic
         client.on_connect = lambda c, *_: c.subscribe(topic, qos=0)
         client.on_message = self._on_message
@@ -100,40 +83,39 @@ class MqttFeed:
                         topic, why)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        parts = msg.topic.split("/")
         payload = bytes(msg.payload)
-        now = time.time_ns()
-        if not payload:
+        if not payload:  # a retained message cleared
             return
+        try:
+            self._dispatch(msg.topic, payload, time.time_ns())
+        except (PayloadError, AlarmPayloadError) as exc:
+            self._drop(msg.topic, str(exc))
+
+    def _dispatch(self, topic: str, payload: bytes, now: int) -> None:
+        """Decode and check one message and hand it to the state; raise PayloadError or
+        AlarmPayloadError for one that is not to be shown."""
+        parts = topic.split("/")
         if len(parts) == 4 and parts[3] == "status":
-            self._hand_over(self.state.apply_status, parts[1], parts[2],
-                            payload.decode("utf-8", "replace"), now)
-        elif len(parts) == 4 and parts[3] == "data":
             try:
-                readings = decode_unverified(payload, msg.topic).readings
-            except PayloadError as exc:
-                self._drop(msg.topic, str(exc))
-                return
+                ent, gw = check_id(parts[1], "enterprise"), check_id(parts[2], "gateway")
+                status = payload.decode("utf-8")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise PayloadError(str(exc)) from None
+            if status not in ("online", "offline"):
+                raise PayloadError(f"status: not online or offline: {status[:40]!r}")
+            self._hand_over(self.state.apply_status, ent, gw, status, now)
+        elif len(parts) == 4 and parts[3] == "data":
+            readings = decode_unverified(payload, topic, now_ns=now).readings
             by_device: dict[str, list[Reading]] = {}
             for r in readings:  # a batch holds the polls of several devices: one at a time
                 by_device.setdefault(r.device, []).append(r)
             for polled in by_device.values():
                 self._hand_over(self.state.apply_readings, polled, now)
         elif len(parts) == 5 and parts[4] == "meta":
-            try:
-                doc = orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                self._drop(msg.topic, f"not JSON: {exc}")
-                return
-            problem = meta_problem(doc)
-            if problem is not None:
-                self._drop(msg.topic, problem)
-                return
+            doc = decode_meta(payload)
+            check_source(topic, doc["enterprise"], doc["gateway"], doc["device"])
             self._hand_over(self.state.apply_meta, doc)
         elif len(parts) == 5 and parts[4] == "alarms":
-            try:
-                st = decode_alarms(payload)
-            except AlarmPayloadError as exc:
-                self._drop(msg.topic, str(exc))
-                return
+            st = decode_alarms(payload, now_ns=now)
+            check_source(topic, st.enterprise, st.gateway, st.device)
             self._hand_over(self.state.apply_alarms, st, now)

@@ -14,6 +14,7 @@ class DashboardOptions:
     topic: str = "daq/#"
     registry: str | None = None  # calibration registry file, for traceability chains
     token: str | None = None  # required in X-Daq-Token for write actions when set
+    read_only: bool = False  # no write actions at all (acknowledging is refused)
     alarm_log: str = "var/dashboard.sqlite"
     tz: str = "Asia/Shanghai"
     energy_channel: str = "energy_import"

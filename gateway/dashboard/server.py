@@ -9,10 +9,12 @@ wires the parts together and holds the URL table; each concern has its own modul
 ``alarms_api.py``           ``/api/alarms``, ``/api/alarms/ack`` (token, alarm log)
 ``chain_view.py``           ``/chain/CERT``, ``/api/chain/CERT`` (calibration registry)
 ``supervise.py``            the background loops (broadcast, energy) restarted if they fail
+``security.py``             headers on every response (CSP …); no open write action off loopback
 ==========================  ===================================================================
 
 Here: ``/`` (the page), ``/api/state`` (a snapshot) and ``/api/trend`` (a channel's stored
-values). The server binds to 127.0.0.1 by default.
+values). The server binds to 127.0.0.1 by default; bound to anything else it needs a token
+or ``read_only`` (:func:`~gateway.dashboard.security.check_exposure`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from gateway.dashboard.energy_api import EnergyApi
 from gateway.dashboard.feed import MqttFeed
 from gateway.dashboard.history import History, HistoryUnavailable, Where, open_history
 from gateway.dashboard.options import DashboardOptions
+from gateway.dashboard.security import add_security_headers, check_exposure
 from gateway.dashboard.sse import Broadcaster
 from gateway.dashboard.state import LiveState
 from gateway.dashboard.supervise import Supervised
@@ -51,6 +54,7 @@ class Dashboard:
     def __init__(self, loaded: LoadedConfig, options: DashboardOptions) -> None:
         self.loaded = loaded
         self.options = options
+        check_exposure(options.host, options.token, options.read_only)  # before anything is opened
         ZoneInfo(options.tz)  # refuse an unknown zone at start, not at the first request
         self.state = LiveState(options.stale_s)
         self.alarm_log = AlarmLog(options.alarm_log)
@@ -62,7 +66,7 @@ class Dashboard:
                                self.alarm_log.record_events)
         self.energy = EnergyApi(options, self.state, self.history, self.sse.push)
         self.sse.every_second = self.energy.check_meters
-        self.alarms = AlarmsApi(self.state, self.alarm_log, options.token)
+        self.alarms = AlarmsApi(self.state, self.alarm_log, options.token, options.read_only)
         self.chains = ChainView(options.registry, options.tz)
         self.loops = [Supervised("dashboard-broadcast", self.sse.run),
                       # a bug in the summary: retried at the refresh rate, not every second
@@ -76,6 +80,7 @@ class Dashboard:
 
     async def start(self) -> int:
         app = web.Application()
+        app.on_response_prepare.append(add_security_headers)
         app.add_routes([
             web.get("/", self._index),
             web.get("/api/state", self._api_state),
@@ -133,7 +138,8 @@ class Dashboard:
         return {**self.state.snapshot(), "energy": self.energy.today,
                 "now": time.time_ns(), "tz": self.options.tz,
                 "history": self.history.name, "registry": self.options.registry is not None,
-                "token_required": self.options.token is not None}
+                "token_required": self.options.token is not None,
+                "read_only": self.options.read_only}
 
     async def _index(self, _r: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html",

@@ -38,7 +38,8 @@ class LiveFeed:
         self.latest: dict[tuple[str, str, str], Latest] = {}
         self.messages = 0
         self._lock = threading.Lock()
-        self.client, props = make_client(loaded, client_id)
+        self.client, props = make_client(loaded, client_id,
+                                         login=loaded.config.dashboard.mqtt_login)
         self._props = props
         ent = loaded.config.enterprise.id
         self.topic = f"daq/{ent}/+/data"

@@ -3,15 +3,43 @@
 "use strict";
 
 const S = { channels: new Map(), devices: new Map(), gateways: new Map(), energy: {},
-  skewNs: 0, tz: "UTC", history: "", registry: false, tokenRequired: false };
+  skewNs: 0, tz: "UTC", history: "", registry: false, tokenRequired: false, readOnly: false };
 let cells = new Map();   // channel key -> {row, v, U, q, age, ts} for the view on screen
 let view = null;         // {name, refresh(delta)} of the view on screen
 let renderQueued = false;
 let trend = null;        // live trend of the channel view
 const $ = (sel, el = document) => el.querySelector(sel);
-const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const nowNs = () => Date.now() * 1e6 + S.skewNs;
-const enc = encodeURIComponent;
+// one URL component, every reserved character encoded (as Python's quote(s, safe=""))
+const enc = (s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+// -- rendering: the one way markup is made ------------------------------------------------
+// Everything shown may come from an MQTT message, i.e. from anyone who can publish on the
+// broker. Markup is written only as h`…` templates: every ${value} in one is escaped for
+// text and for double-quoted attributes (always quote attributes), except the result of
+// another h`…` (or an array of them), which is inserted as it is. setHtml() is the only
+// place that assigns innerHTML, and it takes nothing but an h`…` result, so a value cannot
+// reach the parser unescaped by forgetting a call. URLs are built from fixed prefixes
+// ("#/e/", "/chain/") and encodeURIComponent, so a value can never choose the scheme
+// (javascript:). The server's Content-Security-Policy forbids inline script besides.
+class Html { constructor(text) { this.text = text; } }
+const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "`": "&#96;" };
+const esc = (s) => String(s ?? "").replace(/[&<>"'`]/g, (c) => ESC[c]);
+function part(v) {
+  if (v instanceof Html) return v.text;
+  if (Array.isArray(v)) return v.map(part).join("");
+  if (v === null || v === undefined || v === false) return "";
+  return esc(v);
+}
+function h(strings, ...values) {
+  let out = strings[0];
+  for (let i = 0; i < values.length; i++) out += part(values[i]) + strings[i + 1];
+  return new Html(out);
+}
+function setHtml(el, html) {
+  if (!(html instanceof Html)) throw new TypeError("setHtml takes an h`…` template only");
+  el.innerHTML = html.text;
+}
 
 // -- formatting ---------------------------------------------------------------------------
 function fmtValue(v) {
@@ -36,7 +64,11 @@ function fmtTime(ns) {
 }
 function pct(x) { return `${(100 * x).toFixed(0)} %`; }
 const VER_LABEL = { valid: "verification valid", due_soon: "verification due soon", overdue: "verification overdue" };
-function badge(cls, text, attrs = "") { return `<span class="badge b-${esc(cls)}" ${attrs}>${esc(text)}</span>`; }
+// data: {name: value} → data-name="value" attributes
+function badge(cls, text, data = {}) {
+  const attrs = Object.entries(data).map(([k, v]) => h` data-${k}="${v}"`);
+  return h`<span class="badge b-${cls}"${attrs}>${text}</span>`;
+}
 
 // -- state ---------------------------------------------------------------------------------
 function loadSnapshot(doc) {
@@ -46,7 +78,7 @@ function loadSnapshot(doc) {
   S.energy = doc.energy || {};
   S.skewNs = doc.now - Date.now() * 1e6;
   S.tz = doc.tz; S.history = doc.history; S.registry = doc.registry;
-  S.tokenRequired = doc.token_required;
+  S.tokenRequired = doc.token_required; S.readOnly = doc.read_only;
   render();
 }
 
@@ -125,43 +157,49 @@ function enterprises() {
 }
 function viewOverview(main) {
   const ents = enterprises();
-  const html = ents.map(([ent, devs]) => {
+  const cards = ents.map(([ent, devs]) => {
     const n = (k, v) => devs.filter((d) => d[k] === v).length;
     const alarms = devs.flatMap((d) => d.alarms);
     const unacked = alarms.filter((a) => !a.ack).length;
     const e = (S.energy.enterprises || {})[ent];
-    return `<section class="card" data-enterprise="${esc(ent)}">
-      <h3><a href="#/e/${enc(ent)}">${esc(ent)}</a></h3>
+    return h`<section class="card" data-enterprise="${ent}">
+      <h3><a href="#/e/${enc(ent)}">${ent}</a></h3>
       <dl class="kv">
-        <dt>devices</dt><dd>${badge("online", `${n("status", "online")} online`, 'data-count="online"')}
-          ${badge("faulty", `${n("status", "faulty")} faulty`, 'data-count="faulty"')}
-          ${badge("offline", `${n("status", "offline")} offline`, 'data-count="offline"')}</dd>
+        <dt>devices</dt><dd>${badge("online", `${n("status", "online")} online`, { count: "online" })}
+          ${badge("faulty", `${n("status", "faulty")} faulty`, { count: "faulty" })}
+          ${badge("offline", `${n("status", "offline")} offline`, { count: "offline" })}</dd>
         <dt>alarms</dt><dd><a href="#/alarms?enterprise=${enc(ent)}" data-count="alarms">${alarms.length} active</a>${unacked ? `, ${unacked} not acknowledged` : ""}</dd>
-        <dt>verification</dt><dd>${badge("valid", `${n("verification", "valid")} valid`, 'data-count="valid"')}
-          ${badge("due_soon", `${n("verification", "due_soon")} due soon`, 'data-count="due_soon"')}
-          ${badge("overdue", `${n("verification", "overdue")} overdue`, 'data-count="overdue"')}</dd>
-        <dt>energy today</dt><dd data-energy-today>${e ? `<b>${fmtKwh(e.kwh)}</b> kWh · <b>${fmtTce(e.tce)}</b> tce
-          <span class="muted">(${e.meters} meters; 15-min data ${pct(e.completeness)} complete)</span>` : '<span class="muted">no energy registers seen yet</span>'}</dd>
+        <dt>verification</dt><dd>${badge("valid", `${n("verification", "valid")} valid`, { count: "valid" })}
+          ${badge("due_soon", `${n("verification", "due_soon")} due soon`, { count: "due_soon" })}
+          ${badge("overdue", `${n("verification", "overdue")} overdue`, { count: "overdue" })}</dd>
+        <dt>energy today</dt><dd data-energy-today>${e ? h`<b>${fmtKwh(e.kwh)}</b> kWh · <b>${fmtTce(e.tce)}</b> tce
+          <span class="muted">(${e.meters} meters; 15-min data ${pct(e.completeness)} complete)</span>` : h`<span class="muted">no energy registers seen yet</span>`}</dd>
       </dl></section>`;
-  }).join("");
-  main.innerHTML = `<h1>Enterprises</h1>${ents.length ? `<div class="cards">${html}</div>` :
-    '<p class="muted">No enterprise has reported yet: waiting for MQTT messages.</p>'}
-    <p class="muted">Energy in tonnes of standard coal equivalent at 0.1229 kgce/kWh (calorific equivalent, GB/T 2589-2020); day in ${esc(S.tz)}.</p>`;
+  });
+  setHtml(main, h`<h1>Enterprises</h1>${ents.length ? h`<div class="cards">${cards}</div>` :
+    h`<p class="muted">No enterprise has reported yet: waiting for MQTT messages.</p>`}
+    <p class="muted">Energy in tonnes of standard coal equivalent at 0.1229 kgce/kWh (calorific equivalent, GB/T 2589-2020); day in ${S.tz}.</p>`);
   view = { refresh: (d, structural) => { if (structural || d.devices.length) render(); } };
 }
 
 // -- enterprise / gateway: devices with their live channels -------------------------------
+// the channel's description in its device's meta message, if any
+function describe(c) {
+  const d = S.devices.get(`${c.enterprise}/${c.gateway}/${c.device}`);
+  const m = d && (d.meta_channels || []).find((x) => x.id === c.channel);
+  return m ? m.description : "";
+}
 function channelRow(c, withDevice) {
   const href = `#/e/${enc(c.enterprise)}/g/${enc(c.gateway)}/d/${enc(c.device)}/c/${enc(c.channel)}`;
-  return `<tr data-key="${esc(c.key)}">
-    ${withDevice ? `<td>${esc(c.device)}</td>` : ""}
-    <td><a href="${href}">${esc(c.channel)}</a></td>
-    <td class="num" data-f="v">${esc(fmtValue(c.value))}</td><td>${esc(c.unit)}</td>
-    <td class="num hide-phone" data-f="U">${c.U == null ? "" : `± ${esc(fmtValue(c.U))}`}</td>
-    <td><span data-f="q" class="badge b-${esc(c.quality)}">${esc(c.quality + (c.reason ? ` (${c.reason})` : ""))}</span></td>
+  return h`<tr data-key="${c.key}">
+    ${withDevice ? h`<td>${c.device}</td>` : ""}
+    <td><a href="${href}" title="${describe(c)}">${c.channel}</a></td>
+    <td class="num" data-f="v">${fmtValue(c.value)}</td><td>${c.unit}</td>
+    <td class="num hide-phone" data-f="U">${c.U == null ? "" : `± ${fmtValue(c.U)}`}</td>
+    <td><span data-f="q" class="badge b-${c.quality}">${c.quality + (c.reason ? ` (${c.reason})` : "")}</span></td>
     <td class="num age" data-f="age">${fmtAge(c.ts)}</td>
-    <td class="hide-narrow">${c.cert ? esc(c.cert) : '<span class="muted">—</span>'}
-      ${c.verification !== "valid" ? badge(c.verification, VER_LABEL[c.verification], `data-verification="${esc(c.verification)}"`) : ""}</td></tr>`;
+    <td class="hide-narrow">${c.cert ? h`<span data-cert>${c.cert}</span>` : h`<span class="muted">—</span>`}
+      ${c.verification !== "valid" ? badge(c.verification, VER_LABEL[c.verification], { verification: c.verification }) : ""}</td></tr>`;
 }
 // Only rows on screen are written to: with hundreds of live channels, rows scrolled away
 // are marked dirty and brought up to date when they scroll into view.
@@ -183,12 +221,12 @@ function bindCells(main) {
     rowObserver.observe(row);
   }
 }
-const CH_HEAD = '<th>channel</th><th class="num">value</th><th>unit</th><th class="num hide-phone">U (k≈2)</th><th>quality</th><th class="num">age</th><th class="hide-narrow">certificate</th>';
+const CH_HEAD = h`<th>channel</th><th class="num">value</th><th>unit</th><th class="num hide-phone">U (k≈2)</th><th>quality</th><th class="num">age</th><th class="hide-narrow">certificate</th>`;
 
 function deviceHeader(d) {
-  const al = d.alarms.length ? `<a href="#/alarms?enterprise=${enc(d.enterprise)}">${badge("warning", `${d.alarms.length} alarm${d.alarms.length > 1 ? "s" : ""}`)}</a>` : "";
-  return `${badge(d.status, d.status, `data-status="${esc(d.status)}"`)}
-    ${badge(d.verification, VER_LABEL[d.verification], `data-verification="${esc(d.verification)}"`)} ${al}`;
+  const al = d.alarms.length ? h`<a href="#/alarms?enterprise=${enc(d.enterprise)}">${badge("warning", `${d.alarms.length} alarm${d.alarms.length > 1 ? "s" : ""}`)}</a>` : "";
+  return h`${badge(d.status, d.status, { status: d.status })}
+    ${badge(d.verification, VER_LABEL[d.verification], { verification: d.verification })} ${al}`;
 }
 function viewEnterprise(main, ent, gwOnly) {
   const devs = [...S.devices.values()].filter((d) => d.enterprise === ent && (!gwOnly || d.gateway === gwOnly))
@@ -199,32 +237,37 @@ function viewEnterprise(main, ent, gwOnly) {
     const groups = devs.filter((d) => d.gateway === gw).map((d) => {
       const chans = [...S.channels.values()].filter((c) => c.enterprise === ent && c.gateway === gw && c.device === d.device)
         .sort((a, b) => a.channel.localeCompare(b.channel));
-      return `<div class="devgroup" data-device="${esc(d.key)}"><h3><a href="#/e/${enc(ent)}/g/${enc(gw)}/d/${enc(d.device)}">${esc(d.device)}</a>
-        <span class="muted">${esc([d.maker, d.model].filter(Boolean).join(" "))}</span> ${deviceHeader(d)}</h3>
-        ${chans.length ? `<div class="wrap"><table><thead><tr>${CH_HEAD}</tr></thead><tbody>${chans.map((c) => channelRow(c, false)).join("")}</tbody></table></div>` : '<p class="muted">no readings yet</p>'}</div>`;
-    }).join("");
-    return `<h2>gateway <a href="#/e/${enc(ent)}/g/${enc(gw)}">${esc(gw)}</a> ${st ? badge(st.status === "online" ? "online" : "offline", st.status) : ""}</h2>${groups}`;
-  }).join("");
-  main.innerHTML = `<div class="crumbs"><a href="#/">enterprises</a> › ${gwOnly ? `<a href="#/e/${enc(ent)}">${esc(ent)}</a> › ${esc(gwOnly)}` : esc(ent)}</div>
-    <h1>${esc(gwOnly ? `${ent} / ${gwOnly}` : ent)}</h1>${body || '<p class="muted">nothing reported yet</p>'}`;
+      return h`<div class="devgroup" data-device="${d.key}"><h3><a href="#/e/${enc(ent)}/g/${enc(gw)}/d/${enc(d.device)}">${d.device}</a>
+        <span class="muted" data-maker-model>${[d.maker, d.model].filter(Boolean).join(" ")}</span> ${deviceHeader(d)}</h3>
+        ${chans.length ? h`<div class="wrap"><table><thead><tr>${CH_HEAD}</tr></thead><tbody>${chans.map((c) => channelRow(c, false))}</tbody></table></div>` : h`<p class="muted">no readings yet</p>`}</div>`;
+    });
+    return h`<h2>gateway <a href="#/e/${enc(ent)}/g/${enc(gw)}">${gw}</a> ${st ? badge(st.status === "online" ? "online" : "offline", st.status) : ""}</h2>${groups}`;
+  });
+  setHtml(main, h`<div class="crumbs"><a href="#/">enterprises</a> › ${gwOnly ? h`<a href="#/e/${enc(ent)}">${ent}</a> › ${gwOnly}` : ent}</div>
+    <h1>${gwOnly ? `${ent} / ${gwOnly}` : ent}</h1>${body.length ? body : h`<p class="muted">nothing reported yet</p>`}`);
   bindCells(main);
   view = { refresh: (d, structural) => {
     if (structural && (d.devices.some((x) => x.enterprise === ent) || d.channels.some((c) => c.enterprise === ent && !cells.has(c.key)) || d.gateways.length)) render();
   } };
 }
 
+// an alarm's details (drift rate, last error …): scalars only, as text
+function details(d) {
+  const items = Object.entries(d || {}).filter(([, v]) => v === null || typeof v !== "object");
+  return items.length ? h` <span class="muted" data-details>${items.map(([k, v]) => `${k}: ${String(v).slice(0, 120)}`).join("; ")}</span>` : "";
+}
 function viewDevice(main, ent, gw, dev) {
   const key = `${ent}/${gw}/${dev}`;
   const d = S.devices.get(key);
-  if (!d) { main.innerHTML = `<p class="muted">No device ${esc(key)} seen yet.</p>`; view = { refresh: (_d, s) => s && render() }; return; }
+  if (!d) { setHtml(main, h`<p class="muted">No device ${key} seen yet.</p>`); view = { refresh: (_d, s) => s && render() }; return; }
   const chans = [...S.channels.values()].filter((c) => c.enterprise === ent && c.gateway === gw && c.device === dev)
     .sort((a, b) => a.channel.localeCompare(b.channel));
-  const alarms = d.alarms.map((a) => `<li>${badge(a.severity, a.kind)} ${esc(a.channel || "")} ${esc(a.reason)} <span class="muted">since ${fmtTime(a.since)}</span>${a.ack ? ` ${badge("acked", `acknowledged by ${a.ack.who}`)}` : ""}</li>`).join("");
-  main.innerHTML = `<div class="crumbs"><a href="#/">enterprises</a> › <a href="#/e/${enc(ent)}">${esc(ent)}</a> › <a href="#/e/${enc(ent)}/g/${enc(gw)}">${esc(gw)}</a> › ${esc(dev)}</div>
-    <h1>${esc(dev)} <span class="muted">${esc([d.maker, d.model].filter(Boolean).join(" "))}</span></h1>
-    <p>${deviceHeader(d)} ${d.profile ? `<span class="muted">poll every ${d.interval_ms} ms · profile ${esc(d.profile)}</span>` : '<span class="muted">no meta message yet</span>'}</p>
-    ${alarms ? `<h2>Active alarms</h2><ul>${alarms}</ul>` : ""}
-    <div class="wrap"><table><thead><tr>${CH_HEAD}</tr></thead><tbody>${chans.map((c) => channelRow(c, false)).join("")}</tbody></table></div>`;
+  const alarms = d.alarms.map((a) => h`<li data-alarm-key="${a.key}">${badge(a.severity, a.kind)} ${a.channel || ""} <span data-reason>${a.reason}</span> <span class="muted">since ${fmtTime(a.since)}</span>${a.ack ? h` ${badge("acked", `acknowledged by ${a.ack.who}`)}` : ""}${details(a.details)}</li>`);
+  setHtml(main, h`<div class="crumbs"><a href="#/">enterprises</a> › <a href="#/e/${enc(ent)}">${ent}</a> › <a href="#/e/${enc(ent)}/g/${enc(gw)}">${gw}</a> › ${dev}</div>
+    <h1>${dev} <span class="muted" data-maker-model>${[d.maker, d.model].filter(Boolean).join(" ")}</span></h1>
+    <p>${deviceHeader(d)} ${d.profile ? h`<span class="muted">poll every ${d.interval_ms} ms · profile ${d.profile}</span>` : h`<span class="muted">no meta message yet</span>`}</p>
+    ${alarms.length ? h`<h2>Active alarms</h2><ul>${alarms}</ul>` : ""}
+    <div class="wrap"><table><thead><tr>${CH_HEAD}</tr></thead><tbody>${chans.map((c) => channelRow(c, false))}</tbody></table></div>`);
   bindCells(main);
   view = { refresh: (delta, structural) => { if (delta.devices.some((x) => x.key === key) || (structural && delta.channels.some((c) => !cells.has(c.key) && c.device === dev))) render(); } };
 }
@@ -233,19 +276,21 @@ function viewDevice(main, ent, gw, dev) {
 function viewChannel(main, ent, gw, dev, ch) {
   const key = `${ent}/${gw}/${dev}/${ch}`;
   const c = S.channels.get(key);
-  if (!c) { main.innerHTML = `<p class="muted">No readings of ${esc(key)} yet.</p>`; view = { refresh: (_d, s) => s && render() }; return; }
-  const chain = c.cert ? (S.registry ? `<a href="/chain/${enc(c.cert)}" data-chain>traceability chain</a>` : '<span class="muted">(no registry configured: start with --registry for the chain)</span>') : "";
-  main.innerHTML = `<div class="crumbs"><a href="#/">enterprises</a> › <a href="#/e/${enc(ent)}">${esc(ent)}</a> › <a href="#/e/${enc(ent)}/g/${enc(gw)}">${esc(gw)}</a> › <a href="#/e/${enc(ent)}/g/${enc(gw)}/d/${enc(dev)}">${esc(dev)}</a> › ${esc(ch)}</div>
-    <h1>${esc(dev)} · ${esc(ch)} <span class="muted">${esc(c.quantity)}</span></h1>
+  if (!c) { setHtml(main, h`<p class="muted">No readings of ${key} yet.</p>`); view = { refresh: (_d, s) => s && render() }; return; }
+  const chain = c.cert ? (S.registry ? h`<a href="/chain/${enc(c.cert)}" data-chain>traceability chain</a>` : h`<span class="muted">(no registry configured: start with --registry for the chain)</span>`) : "";
+  const desc = describe(c);
+  setHtml(main, h`<div class="crumbs"><a href="#/">enterprises</a> › <a href="#/e/${enc(ent)}">${ent}</a> › <a href="#/e/${enc(ent)}/g/${enc(gw)}">${gw}</a> › <a href="#/e/${enc(ent)}/g/${enc(gw)}/d/${enc(dev)}">${dev}</a> › ${ch}</div>
+    <h1>${dev} · ${ch} <span class="muted">${c.quantity}</span></h1>
+    ${desc ? h`<p class="muted" data-description>${desc}</p>` : ""}
     <div class="grid2"><div><svg class="trend" id="trend" viewBox="0 0 800 220" preserveAspectRatio="none" role="img" aria-label="last hour"></svg>
-      <p class="muted" id="trend-note">last hour, from ${esc(S.history)}</p></div>
-    <div class="card"><table><tbody><tr data-key="${esc(key)}"><td colspan="2"><span class="big" data-f="v">${esc(fmtValue(c.value))}</span> ${esc(c.unit)}
-      <div class="muted" data-f="U">${c.U == null ? "no calibration uncertainty" : `± ${esc(fmtValue(c.U))} (U, k≈2)`}</div></td></tr>
-      <tr data-key2><td>quality</td><td><span data-f="q" class="badge b-${esc(c.quality)}">${esc(c.quality)}</span></td></tr>
+      <p class="muted" id="trend-note">last hour, from ${S.history}</p></div>
+    <div class="card"><table><tbody><tr data-key="${key}"><td colspan="2"><span class="big" data-f="v">${fmtValue(c.value)}</span> ${c.unit}
+      <div class="muted" data-f="U">${c.U == null ? "no calibration uncertainty" : `± ${fmtValue(c.U)} (U, k≈2)`}</div></td></tr>
+      <tr data-key2><td>quality</td><td><span data-f="q" class="badge b-${c.quality}">${c.quality}</span></td></tr>
       <tr><td>age</td><td class="age" data-f="age">${fmtAge(c.ts)}</td></tr>
-      <tr><td>certificate</td><td>${c.cert ? esc(c.cert) : '<span class="muted">none</span>'} ${chain}</td></tr>
-      <tr><td>verification</td><td>${badge(c.verification, VER_LABEL[c.verification], `data-verification="${esc(c.verification)}"`)} ${c.verification_mark ? `<span class="muted">${esc(c.verification_mark)}</span>` : ""}</td></tr>
-    </tbody></table></div></div>`;
+      <tr><td>certificate</td><td>${c.cert ? h`<span data-cert>${c.cert}</span>` : h`<span class="muted">none</span>`} ${chain}</td></tr>
+      <tr><td>verification</td><td>${badge(c.verification, VER_LABEL[c.verification], { verification: c.verification })} ${c.verification_mark ? h`<span class="muted">${c.verification_mark}</span>` : ""}</td></tr>
+    </tbody></table></div></div>`);
   const root = main;
   if (rowObserver) rowObserver.disconnect();
   cells.set(key, { row: root, v: $('[data-f="v"]', root), U: null, q: $('[data-f="q"]', root), age: $('[data-f="age"]', root), ts: c.ts, visible: true, dirty: false });
@@ -265,16 +310,16 @@ function makeTrend(svg, key) {
     queued = false;
     const horizon = nowNs() - 3600e9;
     pts = pts.filter((p) => p[0] >= horizon);
-    if (pts.length < 2) { svg.innerHTML = '<text x="20" y="110" fill="#6b7385">waiting for data…</text>'; return; }
+    if (pts.length < 2) { setHtml(svg, h`<text x="20" y="110" fill="#6b7385">waiting for data…</text>`); return; }
     let lo = Infinity, hi = -Infinity;
     for (const [, v] of pts) { if (v < lo) lo = v; if (v > hi) hi = v; }
     if (hi === lo) { hi += 1; lo -= 1; }
     const t0 = horizon, t1 = nowNs();
     const x = (t) => 50 + 740 * (t - t0) / (t1 - t0), y = (v) => 200 - 180 * (v - lo) / (hi - lo);
     const line = pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
-    svg.innerHTML = `<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="${line}"/>
-      <text x="4" y="24" font-size="12" fill="#6b7385">${esc(fmtValue(hi))}</text><text x="4" y="200" font-size="12" fill="#6b7385">${esc(fmtValue(lo))}</text>
-      <text x="50" y="216" font-size="11" fill="#6b7385">−60 min</text><text x="760" y="216" font-size="11" fill="#6b7385">now</text>`;
+    setHtml(svg, h`<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="${line}"/>
+      <text x="4" y="24" font-size="12" fill="#6b7385">${fmtValue(hi)}</text><text x="4" y="200" font-size="12" fill="#6b7385">${fmtValue(lo)}</text>
+      <text x="50" y="216" font-size="11" fill="#6b7385">−60 min</text><text x="760" y="216" font-size="11" fill="#6b7385">now</text>`);
   };
   const later = () => { if (!queued) { queued = true; requestAnimationFrame(draw); } };
   return { key, load(p) { const seen = new Set(pts.map((q) => q[0])); pts = [...p.filter((q) => !seen.has(q[0])), ...pts].sort((a, b) => a[0] - b[0]); later(); },
@@ -287,31 +332,33 @@ function viewAlarms(main, params) {
   const kind = params.get("kind") || "", ent = params.get("enterprise") || "";
   const ents = [...new Set([...S.devices.values()].map((d) => d.enterprise))].sort();
   const who = localStorage.getItem("daq.who") || "";
-  main.innerHTML = `<h1>Alarms</h1>
+  const option = (v, sel) => (v === sel ? h`<option selected>${v}</option>` : h`<option>${v}</option>`);
+  setHtml(main, h`<h1>Alarms</h1>
     <div class="filters">
-      <label>kind <select id="f-kind"><option value="">all</option>${KINDS.map((k) => `<option ${k === kind ? "selected" : ""}>${k}</option>`).join("")}</select></label>
-      <label>enterprise <select id="f-ent"><option value="">all</option>${ents.map((e) => `<option ${e === ent ? "selected" : ""}>${esc(e)}</option>`).join("")}</select></label>
-      <label>your name <input id="who" value="${esc(who)}" placeholder="who acknowledges" size="14"></label>
-      ${S.tokenRequired ? '<label>token <input id="token" type="password" size="10"></label>' : ""}
+      <label>kind <select id="f-kind"><option value="">all</option>${KINDS.map((k) => option(k, kind))}</select></label>
+      <label>enterprise <select id="f-ent"><option value="">all</option>${ents.map((e) => option(e, ent))}</select></label>
+      ${S.readOnly ? h`<span class="muted" data-read-only>read-only dashboard: acknowledging is disabled here</span>` : h`<label>your name <input id="who" value="${who}" placeholder="who acknowledges" size="14"></label>`}
+      ${S.tokenRequired && !S.readOnly ? h`<label>token <input id="token" type="password" size="10"></label>` : ""}
     </div>
     <h2>Active</h2><div class="wrap"><table id="active"><thead><tr><th>since</th><th>enterprise / device</th><th>kind</th><th>severity</th><th>reason</th><th>acknowledged</th></tr></thead><tbody></tbody></table></div>
     <p id="ack-error" class="error" hidden></p>
-    <h2>Recent</h2><div class="wrap"><table id="recent"><thead><tr><th>time</th><th>event</th><th>enterprise / device</th><th>kind</th><th>reason</th></tr></thead><tbody></tbody></table></div>`;
+    <h2>Recent</h2><div class="wrap"><table id="recent"><thead><tr><th>time</th><th>event</th><th>enterprise / device</th><th>kind</th><th>reason</th></tr></thead><tbody></tbody></table></div>`);
   const setFilter = () => { location.hash = `#/alarms?kind=${enc($("#f-kind").value)}&enterprise=${enc($("#f-ent").value)}`; };
   $("#f-kind").onchange = setFilter; $("#f-ent").onchange = setFilter;
-  $("#who").onchange = (e) => localStorage.setItem("daq.who", e.target.value.trim());
+  if ($("#who")) $("#who").onchange = (e) => localStorage.setItem("daq.who", e.target.value.trim());
   const keep = (a) => (!kind || a.kind === kind) && (!ent || a.enterprise === ent);
   const drawActive = () => {
-    const rows = activeAlarms().filter(keep).sort((a, b) => b.since - a.since).map((a) => `<tr data-alarm="${esc(a.device_key)}|${esc(a.key)}">
-      <td>${fmtTime(a.since)}</td><td>${esc(a.enterprise)} / <a href="#/e/${enc(a.enterprise)}/g/${enc(a.gateway)}/d/${enc(a.device)}">${esc(a.device)}</a>${a.channel ? ` · ${esc(a.channel)}` : ""}</td>
-      <td>${esc(a.kind)}</td><td>${badge(a.severity, a.severity)}</td><td>${esc(a.reason)}</td>
-      <td>${a.ack ? `<span data-ack>${badge("acked", `${a.ack.who}, ${fmtTime(a.ack.at)}`)}</span>` : `<button data-ack-btn data-dev="${esc(a.device_key)}" data-id="${esc(a.id)}">Acknowledge</button>`}</td></tr>`);
-    $("#active tbody").innerHTML = rows.join("") || '<tr><td colspan="6" class="muted">no active alarms</td></tr>';
+    const rows = activeAlarms().filter(keep).sort((a, b) => b.since - a.since).map((a) => h`<tr data-alarm="${a.device_key}|${a.key}">
+      <td>${fmtTime(a.since)}</td><td>${a.enterprise} / <a href="#/e/${enc(a.enterprise)}/g/${enc(a.gateway)}/d/${enc(a.device)}">${a.device}</a>${a.channel ? ` · ${a.channel}` : ""}</td>
+      <td>${a.kind}</td><td>${badge(a.severity, a.severity)}</td><td data-reason>${a.reason}${details(a.details)}</td>
+      <td>${a.ack ? h`<span data-ack>${badge("acked", `${a.ack.who}, ${fmtTime(a.ack.at)}`)}</span>` : S.readOnly ? h`<span class="muted">not acknowledged</span>` : h`<button data-ack-btn data-dev="${a.device_key}" data-id="${a.id}">Acknowledge</button>`}</td></tr>`);
+    setHtml($("#active tbody"), rows.length ? h`${rows}` : h`<tr><td colspan="6" class="muted">no active alarms</td></tr>`);
     for (const b of main.querySelectorAll("[data-ack-btn]")) b.onclick = () => acknowledge(b);
   };
   const drawRecent = () => fetch(`/api/alarms?kind=${enc(kind)}&enterprise=${enc(ent)}`).then((r) => r.json()).then((doc) => {
-    $("#recent tbody").innerHTML = doc.recent.map((e) => `<tr><td>${fmtTime(e.ts)}</td><td>${badge(e.action === "raised" ? "warning" : "valid", e.action)}</td>
-      <td>${esc(e.enterprise)} / ${esc(e.device)}${e.channel ? ` · ${esc(e.channel)}` : ""}</td><td>${esc(e.kind)}</td><td>${esc(e.reason)}</td></tr>`).join("") || '<tr><td colspan="5" class="muted">none recorded</td></tr>';
+    const rows = doc.recent.map((e) => h`<tr><td>${fmtTime(e.ts)}</td><td>${badge(e.action === "raised" ? "warning" : "valid", e.action)}</td>
+      <td>${e.enterprise} / ${e.device}${e.channel ? ` · ${e.channel}` : ""}</td><td>${e.kind}</td><td data-reason>${e.reason}</td></tr>`);
+    setHtml($("#recent tbody"), rows.length ? h`${rows}` : h`<tr><td colspan="5" class="muted">none recorded</td></tr>`);
   });
   drawActive(); drawRecent();
   view = { refresh: (d) => { if (d.devices.length) drawActive(); if (d.events.length) drawRecent(); } };
@@ -335,17 +382,18 @@ function viewEnergy(main, params) {
   const step = params.get("step") || "15min";
   const date = params.get("date") || "";
   const range = params.get("from") && params.get("to") ? `&from=${enc(params.get("from"))}&to=${enc(params.get("to"))}` : "";
-  main.innerHTML = `<h1>Energy accounting</h1>
-    <div class="filters"><label>interval <select id="e-step">${["15min", "hour", "day"].map((s) => `<option ${s === step ? "selected" : ""}>${s}</option>`).join("")}${["15min", "hour", "day"].includes(step) ? "" : `<option selected>${esc(step)}</option>`}</select></label>
-      <label>day <input id="e-date" type="date" value="${esc(date)}"></label> <button class="secondary" id="e-reload">Recompute</button>
+  const steps = ["15min", "hour", "day"];
+  setHtml(main, h`<h1>Energy accounting</h1>
+    <div class="filters"><label>interval <select id="e-step">${steps.map((s) => (s === step ? h`<option selected>${s}</option>` : h`<option>${s}</option>`))}${steps.includes(step) ? "" : h`<option selected>${step}</option>`}</select></label>
+      <label>day <input id="e-date" type="date" value="${date}"></label> <button class="secondary" id="e-reload">Recompute</button>
       <span class="legend">${badge("measured", "measured")} ${badge("interpolated", "interpolated")} ${badge("missing", "missing")}</span></div>
-    <div id="energy"><p class="muted">computing…</p></div>`;
+    <div id="energy"><p class="muted">computing…</p></div>`);
   const go = () => { location.hash = `#/energy?step=${enc($("#e-step").value)}${$("#e-date").value ? `&date=${enc($("#e-date").value)}` : ""}`; };
   $("#e-step").onchange = go; $("#e-date").onchange = go; $("#e-reload").onclick = () => load();
   const load = () => fetch(`/api/energy?step=${enc(step)}${date ? `&date=${enc(date)}` : ""}${range}`).then(async (r) => {
     if (!r.ok) throw new Error(await r.text());
     return r.json();
-  }).then(drawEnergy).catch((e) => { $("#energy").innerHTML = `<p class="error">${esc(e.message)}</p>`; });
+  }).then(drawEnergy).catch((e) => { setHtml($("#energy"), h`<p class="error">${e.message}</p>`); });
   load();
   view = { refresh: () => {} };
 }
@@ -356,40 +404,40 @@ function bars(intervals) {
   const max = Math.max(1e-9, ...intervals.map((i) => i.kwh || 0));
   const w = 1000 / n;
   const rects = intervals.map((iv, i) => {
-    const h = iv.kwh == null ? 60 : Math.max(1, 60 * (iv.kwh / max));
+    const ht = iv.kwh == null ? 60 : Math.max(1, 60 * (iv.kwh / max));
     const color = iv.status === "measured" ? "#1f5fbf" : iv.status === "interpolated" ? "#e0a030" : "#d6d9df";
-    return `<rect x="${(i * w).toFixed(2)}" y="${(60 - h).toFixed(2)}" width="${Math.max(0.5, w - 1).toFixed(2)}" height="${h.toFixed(2)}" fill="${color}"><title>${fmtTime(iv.start)} ${iv.status} ${iv.kwh == null ? "" : `${fmtKwh(iv.kwh)} kWh`}</title></rect>`;
-  }).join("");
-  return `<svg class="bars" viewBox="0 0 1000 60" preserveAspectRatio="none">${rects}</svg>`;
+    return h`<rect x="${(i * w).toFixed(2)}" y="${(60 - ht).toFixed(2)}" width="${Math.max(0.5, w - 1).toFixed(2)}" height="${ht.toFixed(2)}" fill="${color}"><title>${fmtTime(iv.start)} ${iv.status} ${iv.kwh == null ? "" : `${fmtKwh(iv.kwh)} kWh`}</title></rect>`;
+  });
+  return h`<svg class="bars" viewBox="0 0 1000 60" preserveAspectRatio="none">${rects}</svg>`;
 }
 
 function drawEnergy(doc) {
   const el = $("#energy");
   const c = doc.coefficient;
   const ents = Object.entries(doc.enterprises).sort();
-  const head = `<p class="muted">${fmtTime(doc.from)} – ${fmtTime(doc.to)} (${esc(doc.tz)}), intervals of ${doc.step_s} s.
-    Electricity ${c.kgce_per_unit} kgce/kWh, ${esc(c.basis)} — ${esc(c.source)}. <a href="/api/coefficients">all coefficients</a></p>
-    ${doc.error ? `<p class="error">${esc(doc.error)}</p>` : ""}`;
-  const entCards = ents.map(([ent, e]) => `<section class="card" data-energy-enterprise="${esc(ent)}"><h3>${esc(ent)}</h3><dl class="kv">
+  const head = h`<p class="muted">${fmtTime(doc.from)} – ${fmtTime(doc.to)} (${doc.tz}), intervals of ${doc.step_s} s.
+    Electricity ${c.kgce_per_unit} kgce/kWh, ${c.basis} — ${c.source}. <a href="/api/coefficients">all coefficients</a></p>
+    ${doc.error ? h`<p class="error">${doc.error}</p>` : ""}`;
+  const entCards = ents.map(([ent, e]) => h`<section class="card" data-energy-enterprise="${ent}"><h3>${ent}</h3><dl class="kv">
       <dt>register total</dt><dd><b data-kwh="${e.register_kwh}">${fmtKwh(e.register_kwh)}</b> kWh · ${fmtTce(e.register_tce)} tce</dd>
       <dt>in intervals</dt><dd>${fmtKwh(e.allocated_kwh)} kWh · ${fmtTce(e.allocated_tce)} tce</dd>
       <dt>completeness</dt><dd>${pct(e.completeness)} of ${e.expected} meter-intervals (${e.meters} meters)</dd>
-      <dt>summed</dt><dd data-basis="${esc(e.basis)}">${esc(e.basis)} (${e.meters} of ${e.meters_all})</dd></dl>
-      ${bars(e.intervals.map((k, i) => ({ kwh: k, start: doc.edges[i], status: k == null ? "missing" : e.missing_intervals[i] ? "interpolated" : "measured" })))}</section>`).join("");
-  const meters = doc.meters.map((m) => `<section class="card" data-meter="${esc(m.key)}">
-      <h3><a href="#/e/${enc(m.enterprise)}/g/${enc(m.gateway)}/d/${enc(m.device)}">${esc(m.enterprise)} / ${esc(m.device)}</a> <span class="muted">${esc(m.channel)}</span></h3>
-      <p class="muted" data-in-total="${m.in_total}">${m.measurement_level ? esc(m.measurement_level.replaceAll("_", " ")) + " · " : ""}${m.in_total ? "in the enterprise total" : "not in the enterprise total (behind a boundary meter)"}</p>
+      <dt>summed</dt><dd data-basis="${e.basis}">${e.basis} (${e.meters} of ${e.meters_all})</dd></dl>
+      ${bars(e.intervals.map((k, i) => ({ kwh: k, start: doc.edges[i], status: k == null ? "missing" : e.missing_intervals[i] ? "interpolated" : "measured" })))}</section>`);
+  const meters = doc.meters.map((m) => h`<section class="card" data-meter="${m.key}">
+      <h3><a href="#/e/${enc(m.enterprise)}/g/${enc(m.gateway)}/d/${enc(m.device)}">${m.enterprise} / ${m.device}</a> <span class="muted">${m.channel}</span></h3>
+      <p class="muted" data-in-total="${m.in_total}">${m.measurement_level ? `${m.measurement_level.replaceAll("_", " ")} · ` : ""}${m.in_total ? "in the enterprise total" : "not in the enterprise total (behind a boundary meter)"}</p>
       <dl class="kv"><dt>register total</dt><dd><b data-register-kwh="${m.register_kwh ?? ""}">${fmtKwh(m.register_kwh)}</b> kWh · ${fmtTce(m.register_tce)} tce
-        ${m.first ? `<span class="muted">(${fmtTime(m.first)} – ${fmtTime(m.last)})</span>` : ""}</dd>
+        ${m.first ? h`<span class="muted">(${fmtTime(m.first)} – ${fmtTime(m.last)})</span>` : ""}</dd>
       <dt>completeness</dt><dd data-completeness="${m.completeness}">${pct(m.completeness)} (${m.received} of ${m.expected} intervals; ${m.interpolated} interpolated, ${m.missing} missing)</dd>
-      ${m.rollovers || m.replacements ? `<dt>register</dt><dd class="warn">${m.rollovers} rollover(s), ${m.replacements} replacement(s): ${esc(m.events.join("; "))}</dd>` : ""}</dl>
+      ${m.rollovers || m.replacements ? h`<dt>register</dt><dd class="warn">${m.rollovers} rollover(s), ${m.replacements} replacement(s): ${m.events.join("; ")}</dd>` : ""}</dl>
       ${bars(m.intervals)}
       <details><summary>${m.intervals.length} intervals</summary><div class="wrap"><table><thead><tr><th>start</th><th class="num">kWh</th><th class="num">tce</th><th>status</th><th class="hide-phone">note</th></tr></thead><tbody>
-      ${m.intervals.map((iv) => `<tr data-interval-start="${iv.start}" data-kwh="${iv.kwh ?? ""}" data-status="${iv.status}"><td>${fmtTime(iv.start)}</td><td class="num">${fmtKwh(iv.kwh)}</td>
-        <td class="num">${iv.kwh == null ? "—" : fmtTce(iv.kwh * c.kgce_per_unit / 1000)}</td><td>${badge(iv.status, iv.status)}</td><td class="hide-phone muted">${esc(iv.note)}</td></tr>`).join("")}
-      </tbody></table></div></details></section>`).join("");
-  el.innerHTML = `${head}<h2>Enterprises</h2><div class="cards">${entCards || '<p class="muted">no energy meters</p>'}</div>
-    <h2>Meters</h2><div class="cards">${meters}</div>`;
+      ${m.intervals.map((iv) => h`<tr data-interval-start="${iv.start}" data-kwh="${iv.kwh ?? ""}" data-status="${iv.status}"><td>${fmtTime(iv.start)}</td><td class="num">${fmtKwh(iv.kwh)}</td>
+        <td class="num">${iv.kwh == null ? "—" : fmtTce(iv.kwh * c.kgce_per_unit / 1000)}</td><td>${badge(iv.status, iv.status)}</td><td class="hide-phone muted">${iv.note}</td></tr>`)}
+      </tbody></table></div></details></section>`);
+  setHtml(el, h`${head}<h2>Enterprises</h2><div class="cards">${entCards.length ? entCards : h`<p class="muted">no energy meters</p>`}</div>
+    <h2>Meters</h2><div class="cards">${meters}</div>`);
 }
 
 // -- live feed -----------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from daq.model import ChannelMeta, DeviceMeta, Quality, Reading
 from daq.payload import (
     Ack,
     PayloadError,
+    check_source,
     decode_ack,
     decode_batch,
+    decode_meta,
     decode_unverified,
     encode_ack,
     encode_batch,
@@ -121,3 +123,82 @@ def test_garbage_is_a_payload_error(payload: bytes) -> None:
 def test_a_reading_without_value_must_be_bad() -> None:
     with pytest.raises(ValueError):
         Reading(1, "e", "g", "d", "c", "q", "u", None)
+
+
+def a_meta() -> DeviceMeta:
+    return DeviceMeta("e1", "gw-1", "m1", "sdm630", "Eastron", "SDM630", 1000,
+                      (ChannelMeta("voltage_l1", "voltage", "V", "L1-N", 0, 300, 0.1,
+                                   instrument="vt-1"),), instrument="em-1")
+
+
+def test_meta_message_round_trips() -> None:
+    meta = a_meta()
+    assert decode_meta(encode_meta(meta)) == {"schema": "daq.meta/1", **meta.as_dict()}
+
+
+def test_meta_fields_the_schema_does_not_know_are_left_out() -> None:
+    doc = json.loads(encode_meta(a_meta()))
+    doc["colour"] = "<b>red</b>"
+    doc["channels"][0]["colour"] = "blue"
+    out = decode_meta(json.dumps(doc).encode())
+    assert "colour" not in out
+    assert "colour" not in out["channels"][0]
+
+
+MARKUP = '"><img src=x onerror="alert(1)">'
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("schema",), "daq.meta/0"),
+    (("device",), MARKUP),  # an id: what may stand in a topic level
+    (("enterprise",), 7),
+    (("maker",), None),
+    (("model",), "x" * 257),  # bounded
+    (("profile",), "line\nbreak"),  # printable only
+    (("interval_ms",), 0),
+    (("interval_ms",), True),
+    (("channels",), {"id": "v"}),
+    (("channels", 0), "v"),
+    (("channels", 0, "id"), MARKUP),  # a name
+    (("channels", 0, "quantity"), "active power"),
+    (("channels", 0, "unit"), 1),
+    (("channels", 0, "description"), "d" * 300),
+    (("channels", 0, "range"), [0, "300"]),
+    (("channels", 0, "range"), [0]),
+    (("channels", 0, "range"), [0, [300]]),
+    (("channels", 0, "resolution"), -0.1),
+    (("channels", 0, "instrument"), ["vt-1"]),
+    (("instrument",), {"id": "em-1"}),
+])
+def test_a_meta_field_of_the_wrong_type_or_size_is_refused(path: tuple[str | int, ...],
+                                                          value: object) -> None:
+    doc = json.loads(encode_meta(a_meta()))
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(PayloadError):
+        decode_meta(json.dumps(doc).encode())
+
+
+def test_markup_in_a_free_text_of_meta_is_data_not_an_error() -> None:
+    doc = json.loads(encode_meta(a_meta()))
+    doc["maker"] = MARKUP
+    doc["channels"][0]["description"] = MARKUP
+    out = decode_meta(json.dumps(doc).encode())
+    assert out["maker"] == MARKUP  # the page escapes it; refusing it would hide a device
+    assert out["channels"][0]["description"] == MARKUP
+
+
+@pytest.mark.parametrize("payload", [b"", b"[1]", b"1e999", b'{"schema": "daq.meta/1"}'])
+def test_garbage_meta_is_a_payload_error(payload: bytes) -> None:
+    with pytest.raises(PayloadError):
+        decode_meta(payload)
+
+
+def test_the_payload_must_name_its_topics_device() -> None:
+    check_source("daq/e1/gw-1/m1/data", "e1", "gw-1", "m1")
+    for topic in ("daq/e1/gw-1/m2/data", "daq/e1/gw-2/m1/meta", "daq/e2/gw-1/m1/alarms",
+                  "other/e1/gw-1/m1/data", "daq/e1/gw-1/m1", "daq/e1/gw-1/m1/data/x"):
+        with pytest.raises(PayloadError, match="payload names e1/gw-1/m1"):
+            check_source(topic, "e1", "gw-1", "m1")
