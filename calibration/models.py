@@ -51,6 +51,7 @@ __all__ = [
     "cvd_resistance",
     "cvd_temperature",
     "fit_polynomial",
+    "generalised_least_squares",
     "model_from_dict",
 ]
 
@@ -393,24 +394,55 @@ class GainOffset:
         )
 
 
+def generalised_least_squares(
+    design: npt.ArrayLike, y: npt.ArrayLike, cov_y: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """β minimising (y − Xβ)ᵀ V⁻¹ (y − Xβ) and its covariance (Xᵀ V⁻¹ X)⁻¹, for a known
+    covariance V of the observations (Aitken's generalised least squares; GUM H.3 and ISO/TS
+    28037 with correlated y). Vectorised over leading axes: ``design`` (..., n, p), ``y``
+    (..., n), ``cov_y`` (..., n, n) → β (..., p), cov (..., p, p). Solved by whitening with
+    the Cholesky factor of V; ``ModelError`` if V is not positive definite."""
+    x_ = _as_float(design)
+    y_ = _as_float(y)
+    v = _as_float(cov_y)
+    try:
+        chol = np.linalg.cholesky(v)
+    except np.linalg.LinAlgError as exc:
+        raise ModelError("least squares: the covariance of y is not positive definite") from exc
+    xw = np.linalg.solve(chol, x_)  # L⁻¹X
+    yw = np.linalg.solve(chol, y_[..., None])[..., 0]  # L⁻¹y
+    normal = np.swapaxes(xw, -1, -2) @ xw  # XᵀV⁻¹X
+    try:
+        cov = np.linalg.inv(normal)
+    except np.linalg.LinAlgError as exc:
+        raise ModelError("least squares: the design is singular") from exc
+    beta = (cov @ (np.swapaxes(xw, -1, -2) @ yw[..., None]))[..., 0]
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    return np.asarray(beta, dtype=np.float64), np.asarray(cov, dtype=np.float64)
+
+
 def fit_polynomial(
     x: npt.ArrayLike,
     y: npt.ArrayLike,
     degree: int,
     u_y: npt.ArrayLike | None = None,
     *,
+    cov_y: npt.ArrayLike | None = None,
     x0: float = 0.0,
     valid_range: tuple[float, float] | None = None,
 ) -> Polynomial:
     """Least-squares fit of corrections y observed at indicated values x: δ(x) = Σ cᵢ(x − x0)ⁱ.
 
-    * Without ``u_y``: ordinary least squares; covariance s²·(XᵀX)⁻¹ with s² the residual
-      variance Σr²/(n − p) (GUM H.3); ``dof`` = n − p, p = degree + 1.
-    * With ``u_y`` (standard uncertainties of the y, scalar or per point): weighted least
-      squares, covariance (XᵀWX)⁻¹ with W = diag(1/u_y²). The u_y are taken as known, so the
-      covariance is not rescaled by the residuals and ``dof`` is ∞.
+    * Without ``u_y`` or ``cov_y``: ordinary least squares; covariance s²·(XᵀX)⁻¹ with s² the
+      residual variance Σr²/(n − p) (GUM H.3); ``dof`` = n − p, p = degree + 1.
+    * With ``u_y`` (standard uncertainties of the y, scalar or per point, independent):
+      weighted least squares, covariance (XᵀWX)⁻¹ with W = diag(1/u_y²).
+    * With ``cov_y`` (the n×n covariance of the y, e.g. a reference standard's error shared
+      by every point): generalised least squares, covariance (XᵀV⁻¹X)⁻¹.
 
-    The returned model is valid over ``valid_range``, by default the range of the x data.
+    With ``u_y`` or ``cov_y`` the uncertainties are taken as known, so the covariance is not
+    rescaled by the residuals and ``dof`` is ∞. The returned model is valid over
+    ``valid_range``, by default the range of the x data.
     """
     xa = np.ravel(_as_float(x))
     ya = np.ravel(_as_float(y))
@@ -422,8 +454,10 @@ def fit_polynomial(
         raise ModelError(f"fit_polynomial: {n} x values but {ya.size} y values")
     if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(ya))):
         raise ModelError("fit_polynomial: x and y must be finite")
+    if u_y is not None and cov_y is not None:
+        raise ModelError("fit_polynomial: give u_y or cov_y, not both")
     design = np.power.outer(xa - x0, np.arange(p))
-    if u_y is None:
+    if u_y is None and cov_y is None:
         if n <= p:
             raise ModelError(f"fit_polynomial: need more than {p} points for degree {degree}")
         coeffs, *_ = np.linalg.lstsq(design, ya, rcond=None)
@@ -432,14 +466,19 @@ def fit_polynomial(
         cov: FloatArray = np.asarray(s2 * np.linalg.inv(design.T @ design), dtype=np.float64)
         dof = float(n - p)
     else:
-        u = np.broadcast_to(_as_float(u_y), ya.shape)
-        if np.any(~(u > 0)):
-            raise ModelError("fit_polynomial: u_y must be > 0")
+        if cov_y is None:
+            assert u_y is not None
+            u = np.broadcast_to(_as_float(u_y), ya.shape)
+            if np.any(~(u > 0)):
+                raise ModelError("fit_polynomial: u_y must be > 0")
+            v = np.diag(u**2)
+        else:
+            v = _as_float(cov_y)
+            if v.shape != (n, n) or not np.allclose(v, v.T, rtol=1e-9, atol=0.0):
+                raise ModelError(f"fit_polynomial: cov_y must be a symmetric {n}×{n} matrix")
         if n < p:
             raise ModelError(f"fit_polynomial: need at least {p} points for degree {degree}")
-        w = 1.0 / u
-        coeffs, *_ = np.linalg.lstsq(design * w[:, None], ya * w, rcond=None)
-        cov = np.asarray(np.linalg.inv((design * (w**2)[:, None]).T @ design), dtype=np.float64)
+        coeffs, cov = generalised_least_squares(design, ya, v)
         dof = math.inf
     cov = 0.5 * (cov + cov.T)
     lo, hi = (float(xa.min()), float(xa.max())) if valid_range is None else valid_range
