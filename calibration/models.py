@@ -503,8 +503,14 @@ class PiecewiseLinear:
     return NaN and ``in_range`` is False — a table is never extrapolated.
 
     ``u_corrections`` are the standard uncertainties of the tabulated corrections (zeros if
-    not given); between points the uncertainty is interpolated linearly, which is the
-    conservative choice (it treats neighbouring points as fully correlated).
+    not given). Between points, without ``u_shared``, the uncertainty is interpolated
+    linearly, the conservative choice (it treats neighbouring points as fully correlated).
+    ``u_shared`` (optional) is the part of each point's u that is one error common to every
+    point (the reference standard's, as a calibration session knows it); then, at weight w
+    between points j and j + 1, u² = (1 − w)²u_j² + w²u_{j+1}² + 2w(1 − w)·min(s_j, s_{j+1})²:
+    the correlation of the two corrections is what they share, and the rest is independent
+    (as ``calibration.session.points_covariance``). That takes the points as exact nodes:
+    an instrument that is not linear between them needs denser points or its own term.
     """
 
     kind: ClassVar[str] = "piecewise_linear"
@@ -513,11 +519,18 @@ class PiecewiseLinear:
     corrections: tuple[float, ...]
     u_corrections: tuple[float, ...] = ()
     dof: float = math.inf
+    u_shared: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         pts = tuple(float(v) for v in self.points)
         cor = tuple(float(v) for v in self.corrections)
         unc = tuple(float(v) for v in self.u_corrections) or (0.0,) * len(pts)
+        shared = tuple(float(v) for v in self.u_shared)
+        if shared and (len(shared) != len(pts) or not all(
+                0.0 <= s <= u * (1 + 1e-12) for s, u in zip(shared, unc, strict=True))):
+            raise ModelError("piecewise_linear: u_shared needs one value per point, "
+                             "0 <= u_shared <= u")
+        object.__setattr__(self, "u_shared", shared)
         if len(pts) < 2:
             raise ModelError("piecewise_linear: need at least two points")
         if len(cor) != len(pts) or len(unc) != len(pts):
@@ -555,8 +568,17 @@ class PiecewiseLinear:
 
     def u_model(self, x: npt.ArrayLike) -> FloatArray:
         xa = _as_float(x)
-        v = np.interp(xa, self.points, self.u_corrections)
-        return _nan_outside(np.asarray(v, dtype=np.float64), self.in_range(xa))
+        if not self.u_shared:
+            v = np.interp(xa, self.points, self.u_corrections)
+            return _nan_outside(np.asarray(v, dtype=np.float64), self.in_range(xa))
+        pts = np.asarray(self.points)
+        u = np.asarray(self.u_corrections)
+        s = np.asarray(self.u_shared)
+        j = np.clip(np.searchsorted(pts, xa, side="right") - 1, 0, pts.size - 2)
+        w = np.clip((xa - pts[j]) / (pts[j + 1] - pts[j]), 0.0, 1.0)
+        common = np.minimum(s[j], s[j + 1]) ** 2
+        var = ((1 - w) * u[j]) ** 2 + (w * u[j + 1]) ** 2 + 2 * w * (1 - w) * common
+        return _nan_outside(np.asarray(np.sqrt(var), dtype=np.float64), self.in_range(xa))
 
     def inverse(self, y: npt.ArrayLike) -> FloatArray:
         """Indicated x with x + δ(x) = y; ``ModelError`` if the corrected table is not
@@ -576,6 +598,7 @@ class PiecewiseLinear:
             "corrections": list(self.corrections),
             "u_corrections": list(self.u_corrections),
             "dof": _opt(self.dof),
+            **({"u_shared": list(self.u_shared)} if self.u_shared else {}),
         }
 
     @classmethod
@@ -586,6 +609,7 @@ class PiecewiseLinear:
             corrections=tuple(float(v) for v in d["corrections"]),
             u_corrections=tuple(float(v) for v in d.get("u_corrections") or ()),
             dof=_from_opt(d.get("dof"), math.inf),
+            u_shared=tuple(float(v) for v in d.get("u_shared") or ()),
         )
 
 

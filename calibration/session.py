@@ -390,11 +390,12 @@ def evaluate_session(proc: Procedure, points: Sequence[PointResult],
     if proc.fit.kind == "cvd":
         if raw_dut_means is None:
             raise SessionError("fit cvd needs the DUT's mean raw readings")
-        # u of R from u of t: dR/dt ≈ R0·A at the DUT's nominal coefficients
+        # u of R from u of t: dR/dt = R0·(A + 2B·t) at each point, nominal coefficients
         assert proc.dut.cvd is not None
-        slope = proc.dut.cvd.r0 * proc.dut.cvd.a
+        nom_c = proc.dut.cvd
+        slope = np.array([nom_c.r0 * (nom_c.a + 2 * nom_c.b * p.reference) for p in ordered])
         cvd = fit_cvd([p.reference for p in ordered], raw_dut_means,
-                      cov_r=_session_covariance(ordered) * slope**2)
+                      cov_r=_session_covariance(ordered) * np.outer(slope, slope))
         # the certificate's correction: the readout's temperatures (computed with the
         # nominal coefficients) corrected by the fitted ones; quadratic form, so t ≥ 0 °C
         assert isinstance(model, Polynomial)
