@@ -144,3 +144,18 @@ def test_session_certificates_cover_95_percent(sigma: float) -> None:
     se = math.sqrt(0.95 * 0.05 / SESSIONS)
     assert se == pytest.approx(0.005, abs=0.0005)
     assert 0.93 <= coverage <= 0.97, coverage
+
+
+def test_procedure_terms_say_whether_they_are_shared() -> None:
+    extra = ("  - {name: reference drift, value: 1.0e-6, sensitivity: -1.0, shared: true}\n"
+             "  - {name: leads, value: 1.0e-6}\n")
+    proc = procedure_from_text(PROC.replace("laboratory:", extra + "laboratory:"), "p.yaml")
+    assert [c.is_shared for c in proc.contributions] == [True, True, False]
+    p = evaluate_point(proc, 0, [-10.0, -10.0 + 1e-6], [-10.0], reference_certificate=ref_cert())
+    assert p.shared == ("reference certificate", "reference drift")
+    assert p.u_shared == pytest.approx((U_REF, 1e-6 / math.sqrt(3)))
+    assert [r["shared"] for r in p.budget_rows()] == [False, True, True, False]
+    off = procedure_from_text(PROC.replace("source: reference_certificate}",
+                                           "source: reference_certificate, shared: false}"), "p")
+    assert evaluate_point(off, 0, [-10.0, -10.0 + 1e-6], [-10.0],
+                          reference_certificate=ref_cert()).shared == ()
