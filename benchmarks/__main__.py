@@ -4,6 +4,7 @@
     python -m benchmarks --duration 20 --meters 1000 --interval-ms 500
     python -m benchmarks --only micro --json bench.json
     python -m benchmarks --only dashboard --duration 20   # 500 live channels in Chromium
+    python -m benchmarks --only coverage --sessions 2000  # does the stated U cover the truth?
 
 See benchmarks/README.md for what each row measures.
 """
@@ -35,8 +36,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = E2EOptions()
-    p.add_argument("--only", choices=("all", "e2e", "micro", "bus", "dashboard"), default="all",
-                   help="dashboard: not part of all (needs Debian's chromium)")
+    p.add_argument("--only", choices=("all", "e2e", "micro", "bus", "dashboard", "coverage"),
+                   default="all", help="dashboard: not part of all (needs Debian's chromium); "
+                   "coverage: not part of all (about a minute of Monte Carlo)")
+    p.add_argument("--sessions", type=int, default=2000,
+                   help="coverage: simulated calibrations per row (default %(default)s)")
+    p.add_argument("--readings-per-session", type=int, default=5,
+                   help="coverage: corrected readings per calibration (default %(default)s)")
     p.add_argument("--duration", type=float, default=d.duration_s,
                    help="measured seconds of the end-to-end run (default %(default)s)")
     p.add_argument("--warmup", type=float, default=d.warmup_s,
@@ -172,6 +178,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             console.log(msg)
 
+    if args.only == "coverage":
+        from benchmarks.coverage import format_rows, run_coverage
+
+        log(f"coverage of U: {args.sessions} calibrations per row, "
+            f"{args.readings_per_session} readings each …")
+        cov = run_coverage(args.sessions, args.readings_per_session, log=log)
+        print(format_rows(cov))
+        if args.json is not None:
+            args.json.write_text(json.dumps({"coverage": [vars(r) for r in cov]}, indent=2)
+                                 + "\n")
+        return 0
     e2e: dict[str, Any] | None = None
     micro: list[MicroResult] | None = None
     if args.only in ("all", "micro"):

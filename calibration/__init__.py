@@ -5,6 +5,9 @@ calibration records (instruments, certificates, verifications) with their audite
 No I/O outside ``records.load_records`` and ``registry``, no asyncio: functions from numbers
 and certificates to numbers with uncertainty, vectorised with numpy.
 
+Correlated and multi-output propagation (GUM 5.2, H.2) lives in ``calibration.multivariate``,
+on GTC; it is not imported here, so that ``import calibration`` does not load GTC and SciPy.
+
 Every error it raises on purpose is a :class:`CalibrationError` (``calibration.errors``).
 """
 
@@ -21,6 +24,7 @@ from calibration.models import (
     cvd_resistance,
     cvd_temperature,
     fit_polynomial,
+    generalised_least_squares,
     model_from_dict,
 )
 from calibration.records import (
@@ -96,6 +100,7 @@ __all__ = [
     "cvd_temperature",
     "drift_u",
     "fit_polynomial",
+    "generalised_least_squares",
     "load_records",
     "model_from_dict",
     "reading_uncertainty",

@@ -18,7 +18,9 @@ Uncertainty of a corrected reading (GUM, uncorrelated contributions, unit sensit
 * ``u_res``: the instrument's resolution step, rectangular of half-width step/2;
 * ``u_rep``: the instrument's short-term repeatability (a standard deviation of one
   reading), from its record, or else the one its certificate observed (a calibration
-  session records the DUT's pooled standard deviation), with its degrees of freedom;
+  session records the DUT's pooled standard deviation), with its degrees of freedom.
+  Where neither states one, ``u_rep`` is 0 and :attr:`ChannelCalibration.repeatability_known`
+  is False: the caller flags the readings (``repeatability_unknown``), never a silent zero;
 * ``u_drift``: the instrument's drift allowance (rate per year, rectangular of half-width
   rate × years since the calibration date), when its record gives one.
 
@@ -117,6 +119,14 @@ class ChannelCalibration:
         assert self.certificate is not None
         pts = sorted(self.certificate.points, key=lambda p: p.indicated)
         return (np.array([p.indicated for p in pts]), np.array([p.U / p.k for p in pts]))
+
+    @property
+    def repeatability_known(self) -> bool:
+        """The instrument record or its certificate states the repeatability of one reading
+        (else u leaves out the scatter of single readings and the readings are flagged)."""
+        if self.instrument.repeatability is not None:
+            return True
+        return self.certificate is not None and self.certificate.repeatability is not None
 
     @property
     def usable(self) -> bool:

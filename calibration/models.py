@@ -51,6 +51,7 @@ __all__ = [
     "cvd_resistance",
     "cvd_temperature",
     "fit_polynomial",
+    "generalised_least_squares",
     "model_from_dict",
 ]
 
@@ -393,24 +394,55 @@ class GainOffset:
         )
 
 
+def generalised_least_squares(
+    design: npt.ArrayLike, y: npt.ArrayLike, cov_y: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """β minimising (y − Xβ)ᵀ V⁻¹ (y − Xβ) and its covariance (Xᵀ V⁻¹ X)⁻¹, for a known
+    covariance V of the observations (Aitken's generalised least squares; GUM H.3 and ISO/TS
+    28037 with correlated y). Vectorised over leading axes: ``design`` (..., n, p), ``y``
+    (..., n), ``cov_y`` (..., n, n) → β (..., p), cov (..., p, p). Solved by whitening with
+    the Cholesky factor of V; ``ModelError`` if V is not positive definite."""
+    x_ = _as_float(design)
+    y_ = _as_float(y)
+    v = _as_float(cov_y)
+    try:
+        chol = np.linalg.cholesky(v)
+    except np.linalg.LinAlgError as exc:
+        raise ModelError("least squares: the covariance of y is not positive definite") from exc
+    xw = np.linalg.solve(chol, x_)  # L⁻¹X
+    yw = np.linalg.solve(chol, y_[..., None])[..., 0]  # L⁻¹y
+    normal = np.swapaxes(xw, -1, -2) @ xw  # XᵀV⁻¹X
+    try:
+        cov = np.linalg.inv(normal)
+    except np.linalg.LinAlgError as exc:
+        raise ModelError("least squares: the design is singular") from exc
+    beta = (cov @ (np.swapaxes(xw, -1, -2) @ yw[..., None]))[..., 0]
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    return np.asarray(beta, dtype=np.float64), np.asarray(cov, dtype=np.float64)
+
+
 def fit_polynomial(
     x: npt.ArrayLike,
     y: npt.ArrayLike,
     degree: int,
     u_y: npt.ArrayLike | None = None,
     *,
+    cov_y: npt.ArrayLike | None = None,
     x0: float = 0.0,
     valid_range: tuple[float, float] | None = None,
 ) -> Polynomial:
     """Least-squares fit of corrections y observed at indicated values x: δ(x) = Σ cᵢ(x − x0)ⁱ.
 
-    * Without ``u_y``: ordinary least squares; covariance s²·(XᵀX)⁻¹ with s² the residual
-      variance Σr²/(n − p) (GUM H.3); ``dof`` = n − p, p = degree + 1.
-    * With ``u_y`` (standard uncertainties of the y, scalar or per point): weighted least
-      squares, covariance (XᵀWX)⁻¹ with W = diag(1/u_y²). The u_y are taken as known, so the
-      covariance is not rescaled by the residuals and ``dof`` is ∞.
+    * Without ``u_y`` or ``cov_y``: ordinary least squares; covariance s²·(XᵀX)⁻¹ with s² the
+      residual variance Σr²/(n − p) (GUM H.3); ``dof`` = n − p, p = degree + 1.
+    * With ``u_y`` (standard uncertainties of the y, scalar or per point, independent):
+      weighted least squares, covariance (XᵀWX)⁻¹ with W = diag(1/u_y²).
+    * With ``cov_y`` (the n×n covariance of the y, e.g. a reference standard's error shared
+      by every point): generalised least squares, covariance (XᵀV⁻¹X)⁻¹.
 
-    The returned model is valid over ``valid_range``, by default the range of the x data.
+    With ``u_y`` or ``cov_y`` the uncertainties are taken as known, so the covariance is not
+    rescaled by the residuals and ``dof`` is ∞. The returned model is valid over
+    ``valid_range``, by default the range of the x data.
     """
     xa = np.ravel(_as_float(x))
     ya = np.ravel(_as_float(y))
@@ -422,8 +454,10 @@ def fit_polynomial(
         raise ModelError(f"fit_polynomial: {n} x values but {ya.size} y values")
     if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(ya))):
         raise ModelError("fit_polynomial: x and y must be finite")
+    if u_y is not None and cov_y is not None:
+        raise ModelError("fit_polynomial: give u_y or cov_y, not both")
     design = np.power.outer(xa - x0, np.arange(p))
-    if u_y is None:
+    if u_y is None and cov_y is None:
         if n <= p:
             raise ModelError(f"fit_polynomial: need more than {p} points for degree {degree}")
         coeffs, *_ = np.linalg.lstsq(design, ya, rcond=None)
@@ -432,14 +466,19 @@ def fit_polynomial(
         cov: FloatArray = np.asarray(s2 * np.linalg.inv(design.T @ design), dtype=np.float64)
         dof = float(n - p)
     else:
-        u = np.broadcast_to(_as_float(u_y), ya.shape)
-        if np.any(~(u > 0)):
-            raise ModelError("fit_polynomial: u_y must be > 0")
+        if cov_y is None:
+            assert u_y is not None
+            u = np.broadcast_to(_as_float(u_y), ya.shape)
+            if np.any(~(u > 0)):
+                raise ModelError("fit_polynomial: u_y must be > 0")
+            v = np.diag(u**2)
+        else:
+            v = _as_float(cov_y)
+            if v.shape != (n, n) or not np.allclose(v, v.T, rtol=1e-9, atol=0.0):
+                raise ModelError(f"fit_polynomial: cov_y must be a symmetric {n}×{n} matrix")
         if n < p:
             raise ModelError(f"fit_polynomial: need at least {p} points for degree {degree}")
-        w = 1.0 / u
-        coeffs, *_ = np.linalg.lstsq(design * w[:, None], ya * w, rcond=None)
-        cov = np.asarray(np.linalg.inv((design * (w**2)[:, None]).T @ design), dtype=np.float64)
+        coeffs, cov = generalised_least_squares(design, ya, v)
         dof = math.inf
     cov = 0.5 * (cov + cov.T)
     lo, hi = (float(xa.min()), float(xa.max())) if valid_range is None else valid_range
@@ -464,8 +503,14 @@ class PiecewiseLinear:
     return NaN and ``in_range`` is False — a table is never extrapolated.
 
     ``u_corrections`` are the standard uncertainties of the tabulated corrections (zeros if
-    not given); between points the uncertainty is interpolated linearly, which is the
-    conservative choice (it treats neighbouring points as fully correlated).
+    not given). Between points, without ``u_shared``, the uncertainty is interpolated
+    linearly, the conservative choice (it treats neighbouring points as fully correlated).
+    ``u_shared`` (optional) is the part of each point's u that is one error common to every
+    point (the reference standard's, as a calibration session knows it); then, at weight w
+    between points j and j + 1, u² = (1 − w)²u_j² + w²u_{j+1}² + 2w(1 − w)·min(s_j, s_{j+1})²:
+    the correlation of the two corrections is what they share, and the rest is independent
+    (as ``calibration.session.points_covariance``). That takes the points as exact nodes:
+    an instrument that is not linear between them needs denser points or its own term.
     """
 
     kind: ClassVar[str] = "piecewise_linear"
@@ -474,11 +519,18 @@ class PiecewiseLinear:
     corrections: tuple[float, ...]
     u_corrections: tuple[float, ...] = ()
     dof: float = math.inf
+    u_shared: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         pts = tuple(float(v) for v in self.points)
         cor = tuple(float(v) for v in self.corrections)
         unc = tuple(float(v) for v in self.u_corrections) or (0.0,) * len(pts)
+        shared = tuple(float(v) for v in self.u_shared)
+        if shared and (len(shared) != len(pts) or not all(
+                0.0 <= s <= u * (1 + 1e-12) for s, u in zip(shared, unc, strict=True))):
+            raise ModelError("piecewise_linear: u_shared needs one value per point, "
+                             "0 <= u_shared <= u")
+        object.__setattr__(self, "u_shared", shared)
         if len(pts) < 2:
             raise ModelError("piecewise_linear: need at least two points")
         if len(cor) != len(pts) or len(unc) != len(pts):
@@ -516,8 +568,17 @@ class PiecewiseLinear:
 
     def u_model(self, x: npt.ArrayLike) -> FloatArray:
         xa = _as_float(x)
-        v = np.interp(xa, self.points, self.u_corrections)
-        return _nan_outside(np.asarray(v, dtype=np.float64), self.in_range(xa))
+        if not self.u_shared:
+            v = np.interp(xa, self.points, self.u_corrections)
+            return _nan_outside(np.asarray(v, dtype=np.float64), self.in_range(xa))
+        pts = np.asarray(self.points)
+        u = np.asarray(self.u_corrections)
+        s = np.asarray(self.u_shared)
+        j = np.clip(np.searchsorted(pts, xa, side="right") - 1, 0, pts.size - 2)
+        w = np.clip((xa - pts[j]) / (pts[j + 1] - pts[j]), 0.0, 1.0)
+        common = np.minimum(s[j], s[j + 1]) ** 2
+        var = ((1 - w) * u[j]) ** 2 + (w * u[j + 1]) ** 2 + 2 * w * (1 - w) * common
+        return _nan_outside(np.asarray(np.sqrt(var), dtype=np.float64), self.in_range(xa))
 
     def inverse(self, y: npt.ArrayLike) -> FloatArray:
         """Indicated x with x + δ(x) = y; ``ModelError`` if the corrected table is not
@@ -537,6 +598,7 @@ class PiecewiseLinear:
             "corrections": list(self.corrections),
             "u_corrections": list(self.u_corrections),
             "dof": _opt(self.dof),
+            **({"u_shared": list(self.u_shared)} if self.u_shared else {}),
         }
 
     @classmethod
@@ -547,6 +609,7 @@ class PiecewiseLinear:
             corrections=tuple(float(v) for v in d["corrections"]),
             u_corrections=tuple(float(v) for v in d.get("u_corrections") or ()),
             dof=_from_opt(d.get("dof"), math.inf),
+            u_shared=tuple(float(v) for v in d.get("u_shared") or ()),
         )
 
 

@@ -144,6 +144,11 @@ class ContributionSpec(_Spec):
     normal), ``dut_resolution`` (half a resolution step, rectangular; ``value`` or the DUT's
     registry resolution), or ``given`` (``value`` + ``ppm`` of |nominal|, with ``distribution``
     and ``k``). ``kind`` only labels it in the budget (drift, environment, …).
+
+    ``shared``: the term is one and the same error at every point of the session (a property
+    of the reference, or of a set-up that stays), so the session's fit carries it once
+    instead of averaging it down; default: true for ``reference_certificate``, false
+    otherwise (see docs/calibration-sessions.md, "Correlation between points").
     """
 
     name: str = Field(min_length=1)
@@ -155,6 +160,12 @@ class ContributionSpec(_Spec):
     k: float = Field(default=1.0, gt=0)
     sensitivity: float = 1.0
     dof: float | None = Field(default=None, gt=0)
+    shared: bool | None = None
+
+    @property
+    def is_shared(self) -> bool:
+        """Whether the term is common to every point of the session."""
+        return self.source == "reference_certificate" if self.shared is None else self.shared
 
     @model_validator(mode="after")
     def _has_value(self) -> ContributionSpec:

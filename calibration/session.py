@@ -8,9 +8,11 @@ From the raw readings of the DUT and the reference at each setpoint to
   U = k·u_c, the DUT's error e = indicated − reference, and the conformity decision
   (``calibration.decision``) with its TUR;
 * over the session: the DUT's correction model (``linear`` → ``GainOffset``, ``polynomial``
-  → ``Polynomial``, both weighted least squares with the points' u_c, or ``cvd``: the R0,
-  A, B of the DUT's PRT fitted to its resistance, and as the certificate's correction a
-  ``CallendarVanDusen`` model of the readout's temperatures) with its covariance;
+  → ``Polynomial``, or ``cvd``: the R0, A, B of the DUT's PRT fitted to its resistance, and
+  as the certificate's correction a ``CallendarVanDusen`` model of the readout's
+  temperatures) with its covariance, by generalised least squares with the covariance of
+  the points (:func:`points_covariance`: the reference certificate's term, and any other
+  term marked ``shared``, is one error common to every point, not averaged down);
 * the ``Certificate`` record, traceable through the reference's certificate.
 
 The model of the measurement, per point: e = x_DUT − x_ref, x_ref = the reference's reading
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from calibration.decision import Decision, Rule, Zone, decide
 from calibration.errors import CalibrationError
@@ -44,6 +47,8 @@ from calibration.procedure import InstrumentSpec, Procedure
 from calibration.records import Certificate, Instrument, Point
 from calibration.uncertainty import Budget, Contribution, Distribution, combine
 
+FloatArray = npt.NDArray[np.float64]
+
 __all__ = [
     "COVERAGE",
     "CvdFit",
@@ -57,6 +62,7 @@ __all__ = [
     "fit_correction",
     "fit_cvd",
     "mpe_function",
+    "points_covariance",
     "to_unit",
 ]
 
@@ -130,6 +136,13 @@ class PointResult:
     mpe: float | None
     decision: Decision | None
     stable: bool | None  # None: no stability criterion in the procedure
+    shared: tuple[str, ...] = ()  # budget terms common to every point of the session
+
+    @property
+    def u_shared(self) -> tuple[float, ...]:
+        """|cᵢ|u(xᵢ) of each shared term, in the order of ``shared``."""
+        by_name = {c.name: c.u_y for c in self.budget.contributions}
+        return tuple(by_name[n] for n in self.shared)
 
     @property
     def u_a(self) -> float:
@@ -159,6 +172,7 @@ class PointResult:
                 "name": c.name, "value": c.value, "distribution": str(c.distribution),
                 "k": c.k, "sensitivity": c.sensitivity, "u": c.standard_uncertainty,
                 "u_y": c.u_y, "dof": None if math.isinf(c.dof) else c.dof, "share": share,
+                "shared": c.name in self.shared,
             })
         return rows
 
@@ -216,6 +230,7 @@ def evaluate_point(
     reference = float(model.apply(ref_mean))
     contributions = [Contribution.normal("DUT repeatability (Type A)", std / math.sqrt(n),
                                          dof=n - 1)]
+    shared = tuple(spec.name for spec in proc.contributions if spec.is_shared)
     if not proc.reference.is_source and r.size > 1:
         contributions.append(Contribution.normal(
             "reference repeatability (Type A)", ref_std / math.sqrt(r.size), sensitivity=-1.0,
@@ -246,7 +261,8 @@ def evaluate_point(
     decision = None if mpe is None else decide(error, budget.expanded, mpe,
                                                Rule(proc.acceptance.rule))
     return PointResult(i, sp.nominal, n, mean, std, int(r.size), ref_mean, ref_std, reference,
-                       error, budget, mpe, decision, _stable(x, proc.defaults.stability))
+                       error, budget, mpe, decision, _stable(x, proc.defaults.stability),
+                       shared)
 
 
 # -- the session -------------------------------------------------------------------------
@@ -267,15 +283,20 @@ class CvdFit:
                 "covariance": [list(r) for r in self.covariance]}
 
 
-def fit_cvd(t_ref: Sequence[float], r_dut: Sequence[float], u_r: Sequence[float]) -> CvdFit:
-    """Weighted least squares of R = p0 + p1·t + p2·t² (p0 = R0, p1 = R0·A, p2 = R0·B), then
+def fit_cvd(t_ref: Sequence[float], r_dut: Sequence[float], u_r: Sequence[float] | None = None,
+            *, cov_r: np.ndarray[Any, np.dtype[np.float64]] | None = None) -> CvdFit:
+    """Least squares of R = p0 + p1·t + p2·t² (p0 = R0, p1 = R0·A, p2 = R0·B), weighted by
+    ``u_r`` (independent points) or generalised with the points' covariance ``cov_r``, then
     (R0, A, B) with their covariance by the Jacobian of (p0, p1/p0, p2/p0)."""
     t = np.asarray(t_ref, dtype=np.float64)
     if np.any(t < 0):
         raise SessionError("fit_cvd: the quadratic CVD form holds for t >= 0 °C only")
     if t.size < 3:
         raise SessionError("fit_cvd: need at least 3 points")
-    poly = fit_polynomial(t, r_dut, 2, u_r, valid_range=(float(t.min()), float(t.max())))
+    if (u_r is None) == (cov_r is None):
+        raise SessionError("fit_cvd: give u_r or cov_r")
+    poly = fit_polynomial(t, r_dut, 2, u_r, cov_y=cov_r,
+                          valid_range=(float(t.min()), float(t.max())))
     p0, p1, p2 = poly.coefficients
     jac = np.array([[1.0, 0.0, 0.0],
                     [-p1 / p0**2, 1.0 / p0, 0.0],
@@ -285,23 +306,53 @@ def fit_cvd(t_ref: Sequence[float], r_dut: Sequence[float], u_r: Sequence[float]
     return CvdFit(p0, p1 / p0, p2 / p0, tuple(tuple(float(v) for v in row) for row in cov))
 
 
+def points_covariance(u_c: npt.ArrayLike, u_shared: npt.ArrayLike) -> FloatArray:
+    """The covariance of the points' errors (or corrections) over a session.
+
+    ``u_c`` (..., n): each point's combined standard uncertainty; ``u_shared`` (..., n, m):
+    at each point the |cᵢ|u(xᵢ) of the m terms that are one error common to every point
+    (the reference certificate's, by default). Each shared term contributes
+    min(u_i, u_j)² between points i and j: fully correlated where its u is the same at both
+    points, and where it differs only the smaller part is common, the excess independent.
+    Everything else is independent between points. Vectorised over leading axes."""
+    uc = np.asarray(u_c, dtype=np.float64)
+    us = np.asarray(u_shared, dtype=np.float64)
+    if us.shape[:-1] != uc.shape:
+        raise SessionError(f"points_covariance: u_c {uc.shape} and u_shared {us.shape} differ")
+    common = np.minimum(us[..., :, None, :], us[..., None, :, :]) ** 2  # (..., n, n, m)
+    shared = common.sum(axis=-1)
+    own = uc**2 - np.sum(us**2, axis=-1)  # the independent part of each point's variance
+    n = uc.shape[-1]
+    eye = np.eye(n, dtype=np.float64)
+    return np.asarray(shared + eye * np.maximum(own, 0.0)[..., None, :], dtype=np.float64)
+
+
+def _session_covariance(points: Sequence[PointResult]) -> FloatArray:
+    u_c = np.array([p.u_c for p in points])
+    u_shared = np.array([p.u_shared for p in points], dtype=np.float64).reshape(len(points), -1)
+    return points_covariance(u_c, u_shared)
+
+
 def fit_correction(proc: Procedure, points: Sequence[PointResult]) -> CorrectionModel:
     """The DUT's correction δ(x) = reference − indicated as a function of the indicated value,
-    by weighted least squares with the points' u_c (taken as independent and known, so dof is
-    ∞). Valid over the indicated span widened by the largest |error| plus 0.5 % of the span,
-    so that single readings at an end point are not cut off."""
+    by generalised least squares with the covariance of the points
+    (:func:`points_covariance`, taken as known, so dof is ∞): the reference certificate's
+    error, one and the same at every point, is carried once into the correction's
+    covariance instead of being averaged down by about √n. Valid over the indicated span
+    widened by the largest |error| plus 0.5 % of the span, so that single readings at an end
+    point are not cut off."""
     if not points:
         raise SessionError("no points to fit")
     x = np.array([p.dut_mean for p in points])
     y = np.array([-p.error for p in points])
-    u = np.array([p.u_c for p in points])
+    cov_y = _session_covariance(points)
     span = float(x.max() - x.min())
     margin = float(np.abs(y).max()) + 0.005 * span
     valid = (float(x.min()) - margin, float(x.max()) + margin)
     degree = {"linear": 1, "polynomial": proc.fit.degree, "cvd": 2}[proc.fit.kind]
     degree = min(degree, len(points) - 1)
     try:
-        poly = fit_polynomial(x, y, degree, u, valid_range=valid)
+        poly = fit_polynomial(x, y, degree, cov_y=cov_y, valid_range=valid)
     except ModelError as exc:
         raise SessionError(f"fit: {exc}") from exc
     if degree == 1 and proc.fit.kind == "linear":
@@ -339,11 +390,12 @@ def evaluate_session(proc: Procedure, points: Sequence[PointResult],
     if proc.fit.kind == "cvd":
         if raw_dut_means is None:
             raise SessionError("fit cvd needs the DUT's mean raw readings")
-        # u of R from u of t: dR/dt ≈ R0·A at the DUT's nominal coefficients
+        # u of R from u of t: dR/dt = R0·(A + 2B·t) at each point, nominal coefficients
         assert proc.dut.cvd is not None
-        slope = proc.dut.cvd.r0 * proc.dut.cvd.a
+        nom_c = proc.dut.cvd
+        slope = np.array([nom_c.r0 * (nom_c.a + 2 * nom_c.b * p.reference) for p in ordered])
         cvd = fit_cvd([p.reference for p in ordered], raw_dut_means,
-                      [p.u_c * slope for p in ordered])
+                      cov_r=_session_covariance(ordered) * np.outer(slope, slope))
         # the certificate's correction: the readout's temperatures (computed with the
         # nominal coefficients) corrected by the fitted ones; quadratic form, so t ≥ 0 °C
         assert isinstance(model, Polynomial)

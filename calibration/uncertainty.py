@@ -17,6 +17,7 @@ to all printed digits.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -260,10 +261,12 @@ def _t_two_tail(t: float, dof: float) -> float:
     return _betainc(0.5 * dof, 0.5, dof / (dof + t * t))
 
 
+@functools.lru_cache(maxsize=4096)
 def coverage_factor(dof: float, coverage: float = 0.95) -> float:
     """k = t_p(ν): the two-sided Student's t quantile with P(|T| ≤ k) = ``coverage``.
 
-    ν = ∞ gives the normal quantile (1.959964 for 95 %). Non-integer ν is allowed.
+    ν = ∞ gives the normal quantile (1.959964 for 95 %). Non-integer ν is allowed. Cached:
+    budgets truncate ν_eff to an integer, so the bisection (≈ 3 ms) runs once per ν.
     """
     if not 0.0 < coverage < 1.0:
         raise UncertaintyError(f"coverage must be in (0, 1), got {coverage}")

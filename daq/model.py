@@ -48,6 +48,9 @@ class Reason(StrEnum):
     # (or never done)
     VERIFICATION_FAILED = "verification_failed"  # the last verification failed
     SERVICE_LIFE_ENDED = "service_life_ended"  # first-verification-only meter past its life
+    # neither the instrument record nor its certificate states the repeatability of one
+    # reading: u counts only the calibration, resolution and drift (corrected, with u/k/cert)
+    REPEATABILITY_UNKNOWN = "repeatability_unknown"
 
 
 REASON_SEPARATOR = ","

@@ -11,7 +11,10 @@ reason when
 * the traceability chain is broken (``chain_broken``: missing or expired reference
   certificates, a reference used outside its range, a chain that does not end at a national
   standard, or a registry whose audit log fails its check);
-* the instrument is unknown or has no certificate (``not_calibrated``).
+* the instrument is unknown or has no certificate (``not_calibrated``);
+* neither the instrument record nor the certificate states the repeatability of one reading
+  (``repeatability_unknown``: still corrected, with u/k/cert, but u leaves out the scatter
+  of single readings — a certificate from a calibration session records it).
 
 The registry (one SQLite file, written by ``daq cert import``) is read at start and looked at
 every ``reload_s`` seconds: when its audit head changes, or the date changes (a certificate
@@ -261,6 +264,12 @@ class CalibrationStage:
             log.info("%s/%s: instrument %s, certificate %s%s", key[0], key[1], s.instrument,
                      s.calibration.cert_id if s.calibration else None,
                      f" ({s.flag})" if s.flag else "")
+            if s.calibration is not None and s.calibration.usable \
+                    and not s.calibration.repeatability_known:
+                log.warning("%s/%s: neither instrument %s nor certificate %s states a "
+                            "repeatability; its readings are flagged %s", key[0], key[1],
+                            s.instrument, s.calibration.cert_id,
+                            Reason.REPEATABILITY_UNKNOWN.value)
 
     @staticmethod
     def _state(records: Records | None, inst: str, today: dt.date,
@@ -312,6 +321,8 @@ class CalibrationStage:
                     r.u = float(out.u)
                     r.k = float(out.k)
                     r.cert = cal.cert_id
+                    if not cal.repeatability_known:
+                        r.flag(Reason.REPEATABILITY_UNKNOWN)
                 else:
                     r.flag(Reason.OUTSIDE_CALIBRATED_RANGE)
             if flag is not None:

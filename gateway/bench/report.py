@@ -216,7 +216,8 @@ def render_report(r: ReportInputs) -> str:
         for row in p.budget_rows():
             dist = row["distribution"] + (f", k = {row['k']:g}" if row["distribution"] ==
                                           "normal" and row["k"] != 1 else "")
-            w(f"<tr><td class='l'>{_e(row['name'])}</td><td>{_g(row['value'], 4)}</td>"
+            common = " <small>(common to every point)</small>" if row["shared"] else ""
+            w(f"<tr><td class='l'>{_e(row['name'])}{common}</td><td>{_g(row['value'], 4)}</td>"
               f"<td class='l'>{_e(dist)}</td><td>{row['sensitivity']:g}</td>"
               f"<td>{_g(row['u'], 3)}</td><td>{_g(row['u_y'], 3)}</td>"
               f"<td>{_g(row['dof'], 3) if row['dof'] is not None else '∞'}</td>"

@@ -118,5 +118,10 @@ def test_repeatability_comes_from_the_certificate_when_the_record_has_none() -> 
     with_record = calibration_of(recs_inst, "dmm", TODAY).correct(2.0)
     assert float(with_cert.u) == pytest.approx(float(with_record.u), rel=1e-12)
     assert float(with_cert.k) == pytest.approx(float(with_record.k), rel=1e-12)
-    bare = calibration_of(records_with({}), "dmm", TODAY).correct(2.0)
+    bare_cal = calibration_of(records_with({}), "dmm", TODAY)
+    bare = bare_cal.correct(2.0)
     assert float(bare.u) < float(with_cert.u)
+    # nothing states it: u leaves it out, and the caller is told to flag the reading
+    assert not bare_cal.repeatability_known
+    assert calibration_of(recs, "dmm", TODAY).repeatability_known
+    assert calibration_of(recs_inst, "dmm", TODAY).repeatability_known

@@ -87,6 +87,24 @@ def test_piecewise_linear_interpolates_inside_and_flags_outside() -> None:
     assert np.isnan(float(table.inverse(25.0)))
 
 
+def test_piecewise_linear_with_a_shared_part_interpolates_the_variance() -> None:
+    pts, cor = (0.0, 10.0, 20.0), (0.0, 0.0, 0.0)
+    independent = PiecewiseLinear(pts, cor, (2.0, 2.0, 4.0), u_shared=(0.0, 0.0, 0.0))
+    shared = PiecewiseLinear(pts, cor, (2.0, 2.0, 4.0), u_shared=(2.0, 2.0, 4.0))
+    mixed = PiecewiseLinear(pts, cor, (2.0, 2.0, 4.0), u_shared=(1.0, 1.0, 3.0))
+    x = np.array([0.0, 5.0, 10.0, 15.0, 20.0])
+    np.testing.assert_allclose(independent.u_model(x), [2, math.sqrt(2), 2, math.sqrt(5), 4])
+    # the common part min(s_j, s_j+1)² between neighbours (2 and 4 share 2²)
+    np.testing.assert_allclose(shared.u_model(x), [2, 2, 2, math.sqrt(1 + 4 + 2 * 0.25 * 4), 4])
+    np.testing.assert_allclose(mixed.u_model(5.0), math.sqrt(0.25 * 4 * 2 + 0.5 * 1))
+    assert np.isnan(mixed.u_model(25.0))
+    back = PiecewiseLinear.from_dict(json.loads(json.dumps(mixed.to_dict())))
+    assert back == mixed
+    assert "u_shared" not in PiecewiseLinear(pts, cor, (2.0, 2.0, 4.0)).to_dict()
+    with pytest.raises(ModelError, match="u_shared"):
+        PiecewiseLinear(pts, cor, (2.0, 2.0, 4.0), u_shared=(3.0, 0.0, 0.0))
+
+
 def test_piecewise_linear_rejects_bad_tables() -> None:
     with pytest.raises(ModelError):
         PiecewiseLinear(points=(0.0, 0.0), corrections=(0.0, 0.0))

@@ -20,6 +20,8 @@ from simulators.instruments import InstrumentModel
 from simulators.lab import calibrate, chain
 
 TODAY = dt.datetime.now(dt.UTC).date()
+# the simulated DMM's repeatability, stated in its record (else: repeatability_unknown)
+STATED = {"dmm-a": {"repeatability": 2e-5}}
 
 
 class Clock:
@@ -40,7 +42,7 @@ def reading(value: float | None, channel: str = "dcv", device: str = "dmm") -> R
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
     sim = InstrumentModel(0.0, "V", offset=2e-3, gain=-1e-4, noise=2e-5, decimals=6, seed=1)
-    rs = chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=10)
+    rs = chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=10, instrument_extra=STATED)
     path = tmp_path / "registry.sqlite"
     with Registry(path) as reg:
         reg.import_records(rs, "tester", "set up")
@@ -71,6 +73,37 @@ def test_readings_are_corrected_with_u_k_and_certificate(registry: Path) -> None
     assert (bad.quality, bad.reason, bad.cert) == (Quality.BAD, "timeout", None)
     assert (other.value, other.cert) == (5.0, None)  # not mapped: untouched
     assert st.alarms("dmm", 1) == []
+
+
+def test_an_unstated_repeatability_is_flagged_not_silently_zero(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sim = InstrumentModel(0.0, "V", offset=2e-3, noise=2e-5, decimals=6, seed=1)
+    path = tmp_path / "r.sqlite"
+    with Registry(path) as reg:  # neither the record nor the lab's certificate states one
+        reg.import_records(chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=10),
+                           "tester", "set up")
+    st = stage(path, Clock())
+    r, outside = reading(5.0), reading(10.9)
+    st.apply([r, outside])
+    assert (r.quality, r.reason, r.cert) == (Quality.UNCERTAIN, "repeatability_unknown",
+                                             "LAB-dmm-a")
+    assert r.value != 5.0
+    assert r.u is not None
+    assert r.k is not None  # usable: corrected, with u and k
+    assert outside.reason == "outside_calibrated_range"  # no u stated: nothing to flag
+    assert "states a repeatability" in caplog.text
+    assert st.alarms("dmm", 1) == []
+    # a certificate that records what its calibration observed (as a session's does)
+    with Registry(path) as reg:
+        cert = next(c for c in reg.list("certificate") if c.id == "LAB-dmm-a")
+        reg.put(cert.model_copy(update={"repeatability": 2e-5, "repeatability_dof": 63.0}),
+                "tester", "repeatability observed")
+    st.refresh(force=True)
+    again = reading(5.0)
+    st.apply([again])
+    assert (again.quality, again.reason) == (Quality.GOOD, None)
+    assert again.u is not None
+    assert again.u > r.u
 
 
 def test_outside_range_is_kept_uncorrected_and_flagged(registry: Path) -> None:
@@ -121,7 +154,7 @@ def test_a_new_certificate_is_picked_up_without_restart(registry: Path) -> None:
 
 def test_expired_certificate_is_applied_but_flagged_and_alarmed(tmp_path: Path) -> None:
     sim = InstrumentModel(0.0, "V", offset=2e-3, noise=2e-5, decimals=6)
-    rs = chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=400)
+    rs = chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=400, instrument_extra=STATED)
     path = tmp_path / "r.sqlite"
     with Registry(path) as reg:
         reg.import_records(rs, "tester", "set up")
@@ -203,7 +236,8 @@ def test_a_corrupt_registry_keeps_the_last_good_records_and_dates_them(
     path = tmp_path / "r.sqlite"
     with Registry(path) as reg:  # the working certificate expires in 10 days
         reg.import_records(chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=10,
-                                 working_interval_days=20), "tester", "set up")
+                                 working_interval_days=20, instrument_extra=STATED),
+                           "tester", "set up")
     clock = Clock()
     st = stage(path, clock)
     good = reading(5.0)
