@@ -14,6 +14,7 @@ command group, one module each beside this one:
 ``drift.py``      ``daq drift``
 ``calibrate.py``  ``daq calibrate run|resume|simulate``
 ``keys.py``       ``daq keys pin|list|revoke`` (the gateways' signing keys)
+``evidence.py``   ``daq evidence verify`` (stored readings against the signed messages)
 ================  =============================================================================
 
 What they share (running a coroutine until a stop, loading a site file, the ``--registry``
@@ -34,6 +35,7 @@ from daq.cli.config import config
 from daq.cli.dashboard import dashboard
 from daq.cli.demo import demo
 from daq.cli.drift import drift
+from daq.cli.evidence import evidence
 from daq.cli.keys import keys
 from daq.cli.read import read
 from daq.cli.services import gateway, ingest
@@ -57,7 +59,7 @@ def main(verbose: int) -> None:
 
 
 for command in (config, broker, read, gateway, ingest, simulate, demo, dashboard, cert, audit,
-                trace, verify, drift, calibrate, keys):
+                trace, verify, drift, calibrate, keys, evidence):
     main.add_command(command)
 
 if __name__ == "__main__":

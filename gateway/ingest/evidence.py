@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EvidenceStore"]
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from daq.model import Quality, Reading
+from daq.payload import PayloadError, decode_batch
+from daq.signing import SignatureError, verify_signed
+
+__all__ = ["EvidenceReport", "EvidenceStore", "verify_evidence"]
 
 
 class EvidenceStore:
@@ -50,3 +57,76 @@ class EvidenceStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass
+class EvidenceReport:
+    """What ``daq evidence verify`` found: every kept message checked against the gateway's
+    pinned key, every reading in it against storage."""
+
+    messages: int = 0
+    signatures_valid: int = 0
+    readings: int = 0
+    readings_match: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+StoredValues = Callable[[Reading, int, int], dict[int, float]]
+"""(a reading of the channel, start_ns, end_ns) → {ts_ns: value} of that channel in storage."""
+
+
+def verify_evidence(store: EvidenceStore,
+                    lookup: Callable[[str, str, str], Ed25519PublicKey | None],
+                    stored: StoredValues, *, since_ns: int = 0,
+                    max_problems: int = 50) -> EvidenceReport:
+    """Check every kept message: its signature with ``lookup(key id, enterprise, gateway)``
+    (the pinned key), then each numeric reading of quality good or uncertain against what
+    storage holds at its instant (a value missing or different is a problem)."""
+    report = EvidenceReport()
+    wanted: dict[tuple[str, str, str, str], list[Reading]] = {}
+
+    def problem(text: str) -> None:
+        if len(report.problems) < max_problems:
+            report.problems.append(text)
+        elif len(report.problems) == max_problems:
+            report.problems.append("… more problems not listed")
+
+    for ent, gw, epoch, seq, payload in store.rows():
+        report.messages += 1
+        where = f"{ent}/{gw} epoch {epoch} seq {seq}"
+        def pinned(kid: str, e: str = ent, g: str = gw) -> Ed25519PublicKey | None:
+            return lookup(kid, e, g)
+
+        try:
+            body, _ = verify_signed(payload, pinned)
+            batch = decode_batch(body, now_ns=1 << 62)
+        except (SignatureError, PayloadError) as exc:
+            problem(f"{where}: {exc}")
+            continue
+        if (batch.enterprise, batch.gateway, batch.epoch, batch.seq) != (ent, gw, epoch, seq):
+            problem(f"{where}: kept under another name than it carries")
+            continue
+        report.signatures_valid += 1
+        for r in batch.readings:
+            if r.ts_ns < since_ns or r.quality is Quality.BAD or isinstance(r.value, str) \
+                    or r.value is None:
+                continue
+            wanted.setdefault((r.enterprise, r.gateway, r.device, r.channel), []).append(r)
+    for rs in wanted.values():
+        got = stored(rs[0], min(r.ts_ns for r in rs), max(r.ts_ns for r in rs))
+        for r in rs:
+            report.readings += 1
+            value = got.get(r.ts_ns)
+            if value is None:
+                problem(f"{r.device}/{r.channel} at {r.ts_ns}: signed {r.value!r}, not in "
+                        "storage")
+            elif value != float(r.value):  # type: ignore[arg-type]
+                problem(f"{r.device}/{r.channel} at {r.ts_ns}: signed {r.value!r}, storage "
+                        f"holds {value!r}")
+            else:
+                report.readings_match += 1
+    return report
