@@ -89,7 +89,9 @@ class Faults:
       connections are not held up). The value is sampled after the wait;
     * ``stuck``: answer with the values of the previous request (a frozen meter);
     * ``override``: channel id → engineering value served instead of the model's (e.g. a
-      value outside the channel's range).
+      value outside the channel's range);
+    * ``garbage``: answer every request with these bytes instead of a frame (a device, or a
+      converter in front of it, talking nonsense).
     """
 
     silent: bool = False
@@ -98,6 +100,7 @@ class Faults:
     delay_s: float = 0.0
     stuck: bool = False  # serve the values of the last request again (a frozen meter)
     override: dict[str, float] = field(default_factory=dict)  # e.g. an out-of-range value
+    garbage: bytes | None = None  # answered instead of a frame
 
     def clear(self) -> None:
         self.silent = False
@@ -283,6 +286,9 @@ class ModbusMeterSimulator(Served):
                     await asyncio.sleep(self.faults.delay_s)
                     if self.faults.silent:
                         continue
+                if self.faults.garbage is not None:
+                    writer.write(self.faults.garbage)
+                    continue
                 if isinstance(request, IllegalRequest):
                     answer = self._reject(request)
                 elif isinstance(request, ReadRequest):

@@ -10,6 +10,7 @@ returns one :class:`ChannelResult` per channel, never ``None``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import struct
 from collections.abc import Sequence
@@ -61,6 +62,13 @@ class RegisterReader(Protocol):
 SERVER_BUSY = 6  # Modbus exception code: retry later
 
 
+def _quiet_pymodbus() -> None:
+    """pymodbus's own log lines off (CRITICAL) unless someone chose a level for them."""
+    logger = logging.getLogger("pymodbus")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.CRITICAL)
+
+
 class PymodbusTcpReader:
     """:class:`RegisterReader` over pymodbus 3.16's ``AsyncModbusTcpClient``.
 
@@ -77,7 +85,11 @@ class PymodbusTcpReader:
       the response and drops a cancellation that arrives with it (gh-86296), so a stopping
       gateway would otherwise carry on polling;
     * its outcomes (``ModbusIOException`` for silence, exception responses as PDUs, …)
-      become :mod:`drivers.errors`.
+      become :mod:`drivers.errors`;
+    * its logging is quieted (:func:`_quiet_pymodbus`): it logs every garbled or unexpected
+      frame at ERROR with a hex dump, several lines per request, while the poller says each
+      failure once with the device and the reason. A program that sets the ``pymodbus``
+      logger's level itself keeps it (``daq -vv`` shows pymodbus's lines).
     """
 
     def __init__(self, host: str, port: int = 502, timeout_s: float = 1.0, *,
@@ -85,6 +97,7 @@ class PymodbusTcpReader:
                  pause_after_connect_s: float = 0.0) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        _quiet_pymodbus()
         self.host = host
         self.port = port
         self.timeout_s = timeout_s

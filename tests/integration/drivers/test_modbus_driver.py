@@ -389,3 +389,29 @@ async def test_a_cancellation_pymodbus_loses_still_cancels_the_read() -> None:
             await task
         assert not lost, "the cancellation was lost: polling went on"
         assert task.cancelled()
+
+
+async def test_garbage_from_a_device_is_not_a_wall_of_pymodbus_errors(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A device (or converter) answering garbage: each poll fails with a reason, and pymodbus's
+    own ERROR lines with hex dumps (several per request) stay quiet unless a program chose a
+    level for the ``pymodbus`` logger (``daq -vv``)."""
+    import logging
+
+    from simulators.modbus_meter import ModbusMeterSimulator
+
+    caplog.set_level(logging.DEBUG, logger="gateway")
+    channels = [c for c in load("sdm630").channels if c.id in ("voltage_l1", "voltage_l2")]
+    logging.getLogger("pymodbus").setLevel(logging.NOTSET)  # as a program that set nothing
+    sim = ModbusMeterSimulator(load("sdm630"))
+    await sim.start()
+    try:
+        sim.faults.garbage = b"\x00\x01\x00\x00\x00\x06\x01\x04\x03garbage\xff\xfe"
+        async with device_for(sim.port, channels, timeout_s=0.3) as dev:
+            for _ in range(3):
+                results = await dev.poll()
+                assert all(r.error is not None and r.error.reason in ("protocol", "timeout")
+                           for r in results)
+    finally:
+        await sim.stop()
+    assert [r for r in caplog.records if r.name.startswith("pymodbus")] == []
