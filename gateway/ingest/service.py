@@ -181,6 +181,7 @@ class Ingest:
         self._spool: Outbox | None = None
         self._dead: DeadLetters | None = None
         self.failure: BaseException | None = None  # why the writer stopped, if it did
+        self.storage_down = False  # the last write found the storage unreachable
         self.failed = threading.Event()
 
     # paho thread ---------------------------------------------------------------------------
@@ -388,8 +389,12 @@ class Ingest:
         except StorageError as exc:
             self.stats.write_errors += 1
             if exc.retryable:
-                log.warning("ingest: storage write failed (%s); spooling %d messages to disk",
-                            exc, len(parsed))
+                if not self.storage_down:  # one line when the outage starts, one when it ends
+                    self.storage_down = True
+                    log.warning("ingest: storage unreachable (%s); spooling to disk until it "
+                                "answers again", exc)
+                else:
+                    log.debug("ingest: storage still unreachable: %s", exc)
                 return parsed
             reason = f"refused by storage: {exc}"
         except Exception as exc:  # a backend's bug on some input: isolate it, never die of it
@@ -398,6 +403,9 @@ class Ingest:
                       len(parsed), exc_info=len(parsed) == 1)
             reason = f"storage failed: {type(exc).__name__}: {exc}"
         else:
+            if self.storage_down:
+                self.storage_down = False
+                log.warning("ingest: storage reachable again; replaying the spool")
             self._count_written(parsed, readings)
             return []
         if len(parsed) > 1:
@@ -470,7 +478,7 @@ class Ingest:
         while True:
             rows = self._spool.pending(0, 500)
             if not rows:
-                log.info("ingest: spool replayed; storage is back")
+                log.info("ingest: spool replayed")
                 return True
             parsed = self._parse([_Message(0, 0, topic, payload) for _, topic, payload, _ in rows])
             rest = self._store(parsed)

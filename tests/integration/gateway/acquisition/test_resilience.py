@@ -174,7 +174,8 @@ async def test_broker_outage_buffers_in_the_outbox_and_replays(
 
 
 async def test_database_outage_spools_to_disk_and_replays(
-        fleet: MeterFleet, tmp_path: Path, mqtt_broker: Any) -> None:
+        fleet: MeterFleet, tmp_path: Path, mqtt_broker: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
     db_port = free_port()  # InfluxDB is "down" until started below
     loaded = write_site(tmp_path, site_yaml(
         fleet, unique(), mqtt_broker.port,
@@ -207,6 +208,12 @@ async def test_database_outage_spools_to_disk_and_replays(
                            db="outage")
         total = sum(s["values"][0][1] for s in res["results"][0]["series"])  # type: ignore[index]
     assert total == gw.acquired
+    # an operator reads one line when storage goes away and one when it is back, however
+    # many batches failed in between
+    said = [r.getMessage() for r in caplog.records if r.name == "gateway.ingest.service"
+            and r.levelno >= logging.WARNING]
+    assert sum("storage unreachable" in m for m in said) == 1, said
+    assert sum("storage reachable again" in m for m in said) == 1, said
 
 
 def test_a_killed_gateway_loses_no_acknowledged_reading(tmp_path: Path) -> None:
