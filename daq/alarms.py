@@ -22,13 +22,13 @@ import orjson
 from daq.errors import DaqError
 from daq.limits import (
     MAX_ITEMS,
-    MAX_PAYLOAD_BYTES,
     MAX_TEXT,
     WireValueError,
     check_id,
     check_name,
     check_text,
     check_ts,
+    load_message,
     ts_limit_ns,
 )
 
@@ -134,17 +134,8 @@ def encode_alarms(enterprise: str, gateway: str, device: str, ts_ns: int,
 def decode_alarms(payload: bytes, *, now_ns: int | None = None) -> AlarmState:
     """Decode an alarms message; raise :class:`AlarmPayloadError` if it is not one. Every
     field is checked (types, ids, timestamps, bounded texts and sizes: :mod:`daq.limits`)."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise AlarmPayloadError(f"message of {len(payload)} bytes (at most {MAX_PAYLOAD_BYTES})")
     try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise AlarmPayloadError(f"not JSON: {exc}") from exc
-    if type(doc) is not dict:
-        raise AlarmPayloadError("not a JSON object")
-    if doc.get("schema") != ALARMS_SCHEMA:
-        raise AlarmPayloadError(f"unknown schema {str(doc.get('schema'))[:40]!r}")
-    try:
+        doc = load_message(payload, ALARMS_SCHEMA)
         limit = ts_limit_ns(now_ns)
         alarms, events = doc.get("alarms"), doc.get("events", [])
         if type(alarms) is not list or len(alarms) > MAX_ITEMS:

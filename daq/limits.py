@@ -16,6 +16,8 @@ import re
 import time
 from typing import Any
 
+import orjson
+
 from daq.errors import DaqError
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "check_number",
     "check_text",
     "check_ts",
+    "load_message",
     "ts_limit_ns",
 ]
 
@@ -108,6 +111,21 @@ def check_ts(value: Any, field: str, limit_ns: int) -> int:
         raise WireValueError(f"{field}: not a timestamp between 2000-01-01 and a day ahead of "
                              f"now, in ns: {_show(value)}")
     return value
+
+
+def load_message(payload: bytes, schema: str) -> dict[str, Any]:
+    """A message's JSON object, checked for its size, its shape and its ``schema`` field."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireValueError(f"message of {len(payload)} bytes (at most {MAX_PAYLOAD_BYTES})")
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise WireValueError(f"not JSON: {exc}") from exc
+    if type(doc) is not dict:
+        raise WireValueError("not a JSON object")
+    if doc.get("schema") != schema:
+        raise WireValueError(f"unknown schema {str(doc.get('schema'))[:40]!r}")
+    return doc
 
 
 def _show(value: Any) -> str:

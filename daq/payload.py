@@ -30,13 +30,13 @@ from daq.alarms import AlarmEvent, event_from_dict
 from daq.errors import DaqError
 from daq.limits import (
     MAX_ITEMS,
-    MAX_PAYLOAD_BYTES,
     WireValueError,
     check_id,
     check_name,
     check_number,
     check_text,
     check_ts,
+    load_message,
     ts_limit_ns,
 )
 from daq.model import DeviceMeta, Quality, Reading, Reason, join_reasons, split_reasons
@@ -158,17 +158,8 @@ def decode_batch(body: bytes, *, now_ns: int | None = None) -> Batch:
     a day ahead of ``now_ns``, bounded strings and sizes — :mod:`daq.limits`), so whatever
     this returns can be written by every storage backend.
     """
-    if len(body) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"message of {len(body)} bytes (at most {MAX_PAYLOAD_BYTES})")
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"not JSON: {exc}") from exc
-    if type(doc) is not dict:
-        raise PayloadError("not a JSON object")
-    if doc.get("schema") != DATA_SCHEMA:
-        raise PayloadError(f"unknown schema {str(doc.get('schema'))[:40]!r}")
-    try:
+        doc = load_message(body, DATA_SCHEMA)
         extra = doc.keys() - _MESSAGE_KEYS
         if extra:
             raise WireValueError(f"unknown fields {sorted(extra)[:5]}")
@@ -304,15 +295,8 @@ def encode_ack(ack: Ack) -> bytes:
 
 
 def decode_ack(payload: bytes) -> Ack:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError("acknowledgement too large")
     try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"not JSON: {exc}") from exc
-    if type(doc) is not dict or doc.get("schema") != ACK_SCHEMA:
-        raise PayloadError("not a daq.ack/1 message")
-    try:
+        doc = load_message(payload, ACK_SCHEMA)
         ranges = doc.get("ranges")
         if type(ranges) is not list or len(ranges) > MAX_ITEMS:
             raise WireValueError("ranges: not a list")
@@ -343,17 +327,8 @@ def decode_meta(payload: bytes) -> dict[str, Any]:
     a field this version does not know is left out (a newer gateway's meta still shows), not
     passed on unchecked.
     """
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"message of {len(payload)} bytes (at most {MAX_PAYLOAD_BYTES})")
     try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"not JSON: {exc}") from exc
-    if type(doc) is not dict:
-        raise PayloadError("not a JSON object")
-    if doc.get("schema") != META_SCHEMA:
-        raise PayloadError(f"unknown schema {str(doc.get('schema'))[:40]!r}")
-    try:
+        doc = load_message(payload, META_SCHEMA)
         out: dict[str, Any] = {"schema": META_SCHEMA}
         for name in ("enterprise", "gateway", "device"):
             out[name] = check_id(doc.get(name), name)

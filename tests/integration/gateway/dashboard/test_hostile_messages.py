@@ -13,15 +13,13 @@ registry whose certificate and instrument ids are markup, and Debian's headless 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -36,13 +34,13 @@ from daq.config import load_config
 from daq.payload import DATA_SCHEMA, META_SCHEMA
 from gateway.dashboard import Dashboard, DashboardOptions
 from gateway.dashboard.security import CSP
+from tests.integration.gateway.dashboard.background import Background
 from tests.services import http
 
 pytestmark = pytest.mark.services
 
 NS = 1_000_000_000
 TOKEN = "t0ken-for-the-test"
-T = TypeVar("T")
 
 
 def xss(where: str) -> str:
@@ -55,23 +53,6 @@ SCRIPT = "</script><script>window.__pwned='script-tag'</script>"
 JS_URL = "javascript:window.__pwned='js-url'"
 CERT = xss("cert-id")  # in the registry: the chain page shows it
 INSTRUMENT = xss("instrument-id")
-
-
-class Background:
-    """An event loop in a thread for the dashboard, while the test thread drives Chromium."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="dash", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @dataclass
@@ -142,7 +123,7 @@ gateways: []
 mqtt: {{host: {mqtt_broker.host}, port: {mqtt_broker.port}}}
 storage: {{kind: historian, path: historian.sqlite}}
 """)
-    bg = Background()
+    bg = Background("dash")
     dash = Dashboard(load_config(cfg), DashboardOptions(
         port=0, topic=f"daq/{ent}/#", alarm_log=str(tmp / "dashboard.sqlite"), tz="UTC",
         registry=str(registry_with_markup(tmp)), token=TOKEN))

@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import itertools
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import orjson
@@ -37,6 +36,7 @@ from gateway.dashboard.history import HistorianHistory, Where
 from gateway.ingest.service import Ingest
 from gateway.storage import open_storage
 from simulators.fleet import MeterFleet, MeterSpec
+from tests.integration.gateway.dashboard.background import Background
 from tests.integration.pathrun import pin_keys
 
 pytestmark = pytest.mark.services
@@ -47,24 +47,6 @@ NS = 1_000_000_000
 INTERVAL_MS = 200
 METERS = (("sdm630", "incomer"), ("dtsu666", "furnace-1"))
 CERT = "LAB-2024-0815"  # of dmm-34465a-07 in config/calibration/example-records.yaml
-T = TypeVar("T")
-
-
-class Background:
-    """An event loop in a thread, for the plant while the test thread drives the browser."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="plant", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @dataclass
@@ -120,7 +102,7 @@ storage: {{kind: historian, path: historian.sqlite}}
 def plant(mqtt_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plant]:
     tmp = tmp_path_factory.mktemp("dashboard")
     ent = f"t{uuid.uuid4().hex[:10]}"
-    bg = Background()
+    bg = Background("plant")
     specs = [MeterSpec(p, 0, 1, seed, name=n) for seed, (p, n) in enumerate(METERS)]
     fleet = MeterFleet(specs)
     bg.run(fleet.start())

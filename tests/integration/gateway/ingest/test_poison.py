@@ -167,6 +167,29 @@ def wait_until(check: Any, timeout_s: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+def ingest_all(s: Site, publisher: mqtt.Client, sequence: list[tuple[str, bytes]]) -> Ingest:
+    """Run an ingest of the site until it has written or rejected every message published."""
+    ing = Ingest(s.loaded, open_storage(s.loaded))
+    ing.start()
+    try:
+        assert ing.wait_subscribed(10)
+        publish_all(publisher, sequence)
+        wait_until(lambda: ing.stats.written_messages + ing.stats.rejected_messages
+                   >= len(sequence))
+    finally:
+        ing.stop()
+    assert not ing.failed.is_set(), ing.failure
+    return ing
+
+
+def dead_letters(tmp: Path) -> list[tuple[int, str, bytes, str]]:
+    dead = DeadLetters(tmp / "dead.sqlite")
+    try:
+        return dead.rows()
+    finally:
+        dead.close()
+
+
 def test_every_bad_message_is_dead_lettered_alone_and_the_good_ones_stored(
         tmp_path: Path, mqtt_broker: Any, influx_db: InfluxDatabase,
         publisher: mqtt.Client) -> None:
@@ -178,23 +201,10 @@ def test_every_bad_message_is_dead_lettered_alone_and_the_good_ones_stored(
         sequence.append(s.good(f"good{i}"))
         sequence.append(msg)
     sequence.append(s.good("good-last"))
-    ing = Ingest(s.loaded, open_storage(s.loaded))
-    ing.start()
-    try:
-        assert ing.wait_subscribed(10)
-        publish_all(publisher, sequence)
-        wait_until(lambda: ing.stats.written_messages + ing.stats.rejected_messages
-                   >= len(sequence))
-    finally:
-        ing.stop()
-    assert not ing.failed.is_set(), ing.failure
+    ing = ingest_all(s, publisher, sequence)
     stored = stored_channels(influx_db)
     assert stored == {f"good{i}": 1 for i in range(len(bad))} | {"good-last": 1}
-    dead = DeadLetters(tmp_path / "dead.sqlite")
-    try:
-        rows = dead.rows()
-    finally:
-        dead.close()
+    rows = dead_letters(tmp_path)
     assert len(rows) == len(bad)
     assert sorted(p for _, _, p, _ in rows) == sorted(p for _, p in bad.values())
     reasons = {p: r for _, _, p, r in rows}
@@ -223,23 +233,10 @@ def test_a_message_the_storage_refuses_for_good_is_dead_lettered_alone(
     sequence = [s.good(f"ok{i}") for i in range(4)]
     sequence.append(s.good("poison", quantity="current"))
     sequence += [s.good(f"ok{i}") for i in range(4, 9)]
-    ing = Ingest(s.loaded, open_storage(s.loaded))
-    ing.start()
-    try:
-        assert ing.wait_subscribed(10)
-        publish_all(publisher, sequence)
-        wait_until(lambda: ing.stats.written_messages + ing.stats.rejected_messages
-                   >= len(sequence))
-    finally:
-        ing.stop()
-    assert not ing.failed.is_set(), ing.failure
+    ing = ingest_all(s, publisher, sequence)
     assert ing.stats.rejected_messages == 1
     assert stored_channels(influx_db) == {f"ok{i}": 1 for i in range(9)}
-    dead = DeadLetters(tmp_path / "dead.sqlite")
-    try:
-        (row,) = dead.rows()
-    finally:
-        dead.close()
+    (row,) = dead_letters(tmp_path)
     assert row[1] == s.topic
     assert b'"poison"' in row[2]
     assert "refused by storage" in row[3]
