@@ -85,6 +85,12 @@ def e2e_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          "MATCH" if r["match"] else "MISMATCH" + " (InfluxQL count(quality), upper time bound)"),
         ("stored in window (by timestamp)", f"{r['stored_window_by_ts']:,}",
          f"acquired in window: {r['acquired_window']:,}"),
+        ("messages/s (signed batches published)", fmt(r["messages_per_s"]),
+         f"{r['readings_per_message']:,.0f} readings per message; sent again (whole run): "
+         f"{r['gateway_resent_total']:,}; stored twice: {r['ingest_duplicates']:,}"),
+        ("ingest: not authentic / rejected", f"{r['ingest_unsigned']:,} / "
+         f"{r['ingest_rejected']:,}", "messages dead-lettered (0 / 0 expected: the key is "
+         f"pinned); {r['ingest_acks_sent']:,} daq.ack/1 confirmations sent"),
         ("missed ticks / failed polls", f"{r['missed_ticks']:,} / {r['failed_polls']:,}",
          f"{r['polls']:,} polls of {r['ticks_due']:,} ticks due"),
     ]
@@ -104,7 +110,8 @@ def e2e_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                  f"{r['machine_busy_cores']:.2f} cores (other work included)"))
     rows.append(("gateway outbox backlog at end / left at stop",
                  f"{r['outbox_at_end']:,} / {r['left_in_outbox_at_stop']:,}",
-                 f"messages; gateway stop took {r['gateway_stop_s']:.1f} s"))
+                 f"messages ({r['unconfirmed_at_end']:,} sent, awaiting storage's "
+                 f"confirmation, at end); gateway stop took {r['gateway_stop_s']:.1f} s"))
     return rows
 
 
