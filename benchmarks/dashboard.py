@@ -157,8 +157,10 @@ def run_dashboard(opts: DashOptions, log: Callable[[str], None]) -> dict[str, An
                     viewport={"width": 1366, "height": opts.viewport_height})
                 t0 = time.monotonic()
                 page.goto(f"{url}#/e/{ENT}/g/{GW}")
-                page.wait_for_function(f"document.querySelectorAll('tr[data-key]').length "
-                                       f">= {n_channels}", timeout=30_000)
+                # a function, not an expression: Playwright evaluates an expression with eval()
+                # in the page, which the dashboard's Content-Security-Policy refuses
+                page.wait_for_function(f"() => document.querySelectorAll('tr[data-key]')"
+                                       f".length >= {n_channels}", timeout=30_000)
                 all_rows_s = time.monotonic() - t0
                 paint = dict(page.evaluate(
                     "performance.getEntriesByType('paint').map(e => [e.name, e.startTime])"))
