@@ -261,12 +261,28 @@ def _run(tmp: Path, opts: E2EOptions, log: Log) -> dict[str, Any]:
                         run_start_ns)
 
 
+def _next_phase(interval_ns: int, phase: float = 0.9) -> int:
+    """The next wall-clock time (ns) at ``phase`` of the poll interval (ticks are aligned to
+    multiples of the interval)."""
+    now = time.time_ns()
+    at = now // interval_ns * interval_ns + int(phase * interval_ns)
+    return at if at > now + 10_000_000 else at + interval_ns
+
+
 def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int],
              influx: Influx, gateway: Proc, ingest: Proc, samples: Path,
              run_start_ns: int) -> dict[str, Any]:
     for p in procs:
         if not p.alive():
             raise RuntimeError(f"{p.role} exited early:\n{p.log_tail()}")
+    # both snapshots at the same phase of the poll interval (late in it, when the burst of
+    # aligned polls that starts every tick has drained), the window a whole number of
+    # intervals: otherwise a window edge inside a burst shifts the rate by up to one burst
+    # (meters × 14 readings: 5 % of a 20 s window)
+    interval_ns = opts.interval_ms * 1_000_000
+    intervals = max(1, round(opts.duration_s * 1e9 / interval_ns))
+    start_ns = _next_phase(interval_ns)
+    time.sleep(max(0.0, (start_ns - time.time_ns()) / 1e9))
     m0 = machine_cpu()
     c0 = cpu_by_role(procs, extra)
     g0 = gateway.request()
@@ -276,7 +292,7 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
                            f"signed by a pinned key (is the gateway's key pinned?):\n"
                            f"{ingest.log_tail()}")
     t0 = time.monotonic()
-    end = t0 + opts.duration_s
+    end = t0 + (start_ns + intervals * interval_ns - time.time_ns()) / 1e9
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(10.0, left))
         if time.monotonic() < end - 1:
@@ -318,7 +334,6 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
     hi_ns = time.time_ns() + 3_600_000_000_000  # an upper bound: InfluxQL defaults to none
     stored_total = influx.count(DATABASE, run_start_ns - 3_600_000_000_000, hi_ns)
     stored_window = influx.count(DATABASE, g0["t_ns"], g1["t_ns"])
-    interval_ns = opts.interval_ms * 1_000_000
     ticks_due = opts.meters * (g1["t_ns"] // interval_ns - g0["t_ns"] // interval_ns)
     polls = g1["polls"] - g0["polls"]
     cpu = {role: c1[role] - c0.get(role, 0.0) for role in c1}
