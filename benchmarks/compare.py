@@ -52,9 +52,8 @@ def _cores(role: str) -> Get:
 
 
 def _all_per_k(d: dict[str, Any]) -> float | None:
-    if not d.get("acquired_window"):
-        return None
-    return float(d["cpu_total_s"]) / (d["acquired_window"] / 1000)
+    n, cpu = _num(d.get("acquired_window")), _num(d.get("cpu_total_s"))
+    return None if not n or cpu is None else cpu / (n / 1000)
 
 
 E2E_ROWS: list[tuple[str, Get, int, bool]] = [  # label, value, digits, higher is better
@@ -87,7 +86,7 @@ def _change(a: float | None, b: float | None) -> str:
 
 
 def e2e_table(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = [("measure", "before", "after", "change")]
+    rows: list[tuple[str, ...]] = [("measure", "before", "after", "change")]
     for label, get, digits, _better in E2E_ROWS:
         a, b = get(before), get(after)
         if a is None and b is None:
@@ -138,7 +137,7 @@ def verdicts(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def micro_table(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, ...]]:
     a, b = _micro(before), _micro(after)
-    rows = [("case (µs per reading)", "before", "after", "change")]
+    rows: list[tuple[str, ...]] = [("case (µs per reading)", "before", "after", "change")]
     for name in [*a, *(n for n in b if n not in a)]:
         x = _num(a[name]["us_per_reading"]) if name in a else None
         y = _num(b[name]["us_per_reading"]) if name in b else None

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -186,13 +187,13 @@ def run_micro(min_time_s: float = 0.3, repeats: int = 5) -> list[MicroResult]:
                 f"{len(body):,} bytes")
         if n_polls in (1, COMMIT_POLLS):
             add(f"payload encode ({n})", f"encode_batch: {size} → JSON body", n,
-                lambda p=polls_n: encode_batch(ENT, GW, EPOCH, 1, p))
+                partial(encode_batch, ENT, GW, EPOCH, 1, polls_n))
         add(f"Ed25519 sign ({n})", f"Signer.sign of one batch body ({size}); gateway",
-            n, lambda b=body: signer.sign(b))
+            n, partial(signer.sign, body))
         add(f"Ed25519 verify ({n})", f"verify_signed of one signed batch ({size}); ingest",
-            n, lambda m=signed: verify_signed(m, lookup))
+            n, partial(verify_signed, signed, lookup))
         add(f"payload decode ({n})", f"decode_batch: {size} → Readings, every field checked",
-            n, lambda b=body: decode_batch(b))
+            n, partial(decode_batch, body))
 
     many = [r for p in readings_of(5000 // 14 + 1) for r in p][:5000]
     to_body(many)  # warm the series-key cache, as a running ingest has it
