@@ -57,6 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="ingest batch size (default %(default)s)")
     p.add_argument("--batch-interval-ms", type=int, default=d.batch_interval_ms,
                    help="ingest batch interval (default %(default)s)")
+    p.add_argument("--confirm", choices=("stored", "broker"), default=d.confirm,
+                   help="gateways[].delivery.confirm: stored (default: the outbox row goes "
+                   "when the ingest confirms it stored) or broker (at the PUBACK); broker "
+                   "only to isolate the acknowledgement's cost")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="ingest.require_signatures: false (the gateway still signs); only "
+                   "to isolate the verification's cost")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary directory (configs, process logs)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
@@ -78,7 +85,8 @@ def e2e_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("readings/s (acquired by the gateway)", fmt(r["readings_per_s"]),
          f"{r['meters']} meters × {CHANNELS_PER_METER} channels every {r['interval_ms']} ms, "
          f"{r['window_s']:.1f} s; target ≥ {TARGET_READINGS_PER_S:,}: "
-         + ("MET" if r["readings_per_s"] >= TARGET_READINGS_PER_S else "NOT MET")),
+         + ("MET" if r["readings_per_s"] >= TARGET_READINGS_PER_S else "NOT MET")
+         + f"; signed, verified: {'yes' if r['verify'] else 'NO'}, confirm: {r['confirm']}"),
         ("readings/s (written by the ingest)", fmt(r["written_per_s"]), "same window"),
         ("stored = acquired (whole run)",
          f"{r['stored_total']:,} / {r['acquired_total']:,}",
@@ -205,9 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         opts = E2EOptions(meters=args.meters, duration_s=args.duration,
                           interval_ms=args.interval_ms, warmup_s=args.warmup,
                           sim_procs=args.sim_procs, batch_size=args.batch_size,
-                          batch_interval_ms=args.batch_interval_ms, keep=args.keep)
+                          batch_interval_ms=args.batch_interval_ms, keep=args.keep,
+                          confirm=args.confirm, verify=args.verify)
         log(f"end to end: {opts.meters} meters every {opts.interval_ms} ms for "
-            f"{opts.duration_s:.0f} s (+{opts.warmup_s:.0f} s warm-up)")
+            f"{opts.duration_s:.0f} s (+{opts.warmup_s:.0f} s warm-up); confirm: "
+            f"{opts.confirm}, signatures {'verified' if opts.verify else 'NOT verified'}")
         e2e = run_e2e(opts, log)
     bus: tuple[list[CoalescingRow], list[UtilisationRow]] | None = None
     if args.only in ("all", "bus"):

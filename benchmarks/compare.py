@@ -92,6 +92,12 @@ def e2e_table(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, 
         if a is None and b is None:
             continue
         rows.append((label, _fmt(a, digits), _fmt(b, digits), _change(a, b)))
+    def wire(d: dict[str, Any]) -> str:  # versions before daq.data/2: unsigned, by PUBACK
+        if "confirm" not in d:
+            return "data/1, PUBACK"
+        return f"{'verified' if d['verify'] else 'unverified'}, {d['confirm']}"
+
+    rows.append(("wire: signatures, outbox row deleted on", wire(before), wire(after), ""))
     rows.append(("stored = acquired", "MATCH" if before.get("match") else "MISMATCH",
                  "MATCH" if after.get("match") else "MISMATCH", ""))
     return rows

@@ -70,6 +70,10 @@ class E2EOptions:
     batch_size: int = 5000
     batch_interval_ms: int = 200
     keep: bool = False  # keep the temporary directory (logs, configs)
+    # the product's defaults; the others only to isolate what the acknowledgement and the
+    # verification cost (the gateway always signs)
+    confirm: str = "stored"  # delivery.confirm: stored (daq.ack/1) or broker (PUBACK)
+    verify: bool = True  # ingest.require_signatures
 
 
 def mosquitto_pid(port: int) -> int | None:
@@ -114,7 +118,7 @@ gateways:
   - id: gw-1
     outbox: {tmp}/gw-outbox.sqlite
     signing_key: {tmp}/gw-1-signing.key
-    delivery: {{confirm: stored}}
+    delivery: {{confirm: {opts.confirm}}}
     buses:
 {"".join(buses)}
 mqtt: {{host: {broker.host}, port: {broker.port}, client_id_prefix: bench}}
@@ -124,6 +128,7 @@ ingest:
   batch_interval_ms: {opts.batch_interval_ms}
   spool: {tmp}/ingest-spool.sqlite
   registry: {tmp}/registry.sqlite
+  require_signatures: {str(opts.verify).lower()}
 storage:
   kind: influxdb_v1
   url: {influx_url}
@@ -341,6 +346,8 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
              for role, s in cpu.items()}
     return {
         "meters": opts.meters,
+        "confirm": opts.confirm,
+        "verify": opts.verify,
         "interval_ms": opts.interval_ms,
         "window_s": window_s,
         "readings_per_s": acquired_window / window_s,
