@@ -93,9 +93,9 @@ def e2e_table(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, 
             continue
         rows.append((label, _fmt(a, digits), _fmt(b, digits), _change(a, b)))
     def wire(d: dict[str, Any]) -> str:  # versions before daq.data/2: unsigned, by PUBACK
-        if "confirm" not in d:
-            return "data/1, PUBACK"
-        return f"{'verified' if d['verify'] else 'unverified'}, {d['confirm']}"
+        if "confirm" in d:
+            return f"data/2 {'verified' if d['verify'] else 'unverified'}, {d['confirm']}"
+        return "data/2 verified, stored" if "readings_per_message" in d else "data/1, PUBACK"
 
     rows.append(("wire: signatures, outbox row deleted on", wire(before), wire(after), ""))
     rows.append(("stored = acquired", "MATCH" if before.get("match") else "MISMATCH",
