@@ -57,6 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="ingest batch size (default %(default)s)")
     p.add_argument("--batch-interval-ms", type=int, default=d.batch_interval_ms,
                    help="ingest batch interval (default %(default)s)")
+    p.add_argument("--confirm", choices=("stored", "broker"), default=d.confirm,
+                   help="gateways[].delivery.confirm: stored (default: the outbox row goes "
+                   "when the ingest confirms it stored) or broker (at the PUBACK); broker "
+                   "only to isolate the acknowledgement's cost")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="ingest.require_signatures: false (the gateway still signs); only "
+                   "to isolate the verification's cost")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary directory (configs, process logs)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
@@ -78,13 +85,20 @@ def e2e_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("readings/s (acquired by the gateway)", fmt(r["readings_per_s"]),
          f"{r['meters']} meters × {CHANNELS_PER_METER} channels every {r['interval_ms']} ms, "
          f"{r['window_s']:.1f} s; target ≥ {TARGET_READINGS_PER_S:,}: "
-         + ("MET" if r["readings_per_s"] >= TARGET_READINGS_PER_S else "NOT MET")),
+         + ("MET" if r["readings_per_s"] >= TARGET_READINGS_PER_S else "NOT MET")
+         + f"; signed, verified: {'yes' if r['verify'] else 'NO'}, confirm: {r['confirm']}"),
         ("readings/s (written by the ingest)", fmt(r["written_per_s"]), "same window"),
         ("stored = acquired (whole run)",
          f"{r['stored_total']:,} / {r['acquired_total']:,}",
          "MATCH" if r["match"] else "MISMATCH" + " (InfluxQL count(quality), upper time bound)"),
         ("stored in window (by timestamp)", f"{r['stored_window_by_ts']:,}",
          f"acquired in window: {r['acquired_window']:,}"),
+        ("messages/s (signed batches published)", fmt(r["messages_per_s"]),
+         f"{r['readings_per_message']:,.0f} readings per message; sent again (whole run): "
+         f"{r['gateway_resent_total']:,}; stored twice: {r['ingest_duplicates']:,}"),
+        ("ingest: not authentic / rejected", f"{r['ingest_unsigned']:,} / "
+         f"{r['ingest_rejected']:,}", "messages dead-lettered (0 / 0 expected: the key is "
+         f"pinned); {r['ingest_acks_sent']:,} daq.ack/1 confirmations sent"),
         ("missed ticks / failed polls", f"{r['missed_ticks']:,} / {r['failed_polls']:,}",
          f"{r['polls']:,} polls of {r['ticks_due']:,} ticks due"),
     ]
@@ -104,7 +118,8 @@ def e2e_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                  f"{r['machine_busy_cores']:.2f} cores (other work included)"))
     rows.append(("gateway outbox backlog at end / left at stop",
                  f"{r['outbox_at_end']:,} / {r['left_in_outbox_at_stop']:,}",
-                 f"messages; gateway stop took {r['gateway_stop_s']:.1f} s"))
+                 f"messages ({r['unconfirmed_at_end']:,} sent, awaiting storage's "
+                 f"confirmation, at end); gateway stop took {r['gateway_stop_s']:.1f} s"))
     return rows
 
 
@@ -198,9 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         opts = E2EOptions(meters=args.meters, duration_s=args.duration,
                           interval_ms=args.interval_ms, warmup_s=args.warmup,
                           sim_procs=args.sim_procs, batch_size=args.batch_size,
-                          batch_interval_ms=args.batch_interval_ms, keep=args.keep)
+                          batch_interval_ms=args.batch_interval_ms, keep=args.keep,
+                          confirm=args.confirm, verify=args.verify)
         log(f"end to end: {opts.meters} meters every {opts.interval_ms} ms for "
-            f"{opts.duration_s:.0f} s (+{opts.warmup_s:.0f} s warm-up)")
+            f"{opts.duration_s:.0f} s (+{opts.warmup_s:.0f} s warm-up); confirm: "
+            f"{opts.confirm}, signatures {'verified' if opts.verify else 'NOT verified'}")
         e2e = run_e2e(opts, log)
     bus: tuple[list[CoalescingRow], list[UtilisationRow]] | None = None
     if args.only in ("all", "bus"):

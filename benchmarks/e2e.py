@@ -10,6 +10,12 @@ Processes (all on 127.0.0.1, all files in one temporary directory, all stopped a
 * ``python -m benchmarks.ingest_proc`` and ``python -m benchmarks.gateway_proc``: the product's
   ``Ingest`` and ``GatewayService`` with a signal-driven JSON report (see those modules).
 
+The wire is the product's default: ``daq.data/2`` batches signed with the gateway's Ed25519
+key (made here and pinned in the site's registry before the ingest starts, as ``daq keys
+pin`` does), verified by the ingest, and deleted from the gateway's outbox only when the
+ingest's ``daq.ack/1`` confirms them stored (``delivery.confirm: stored``): the costs of
+signing, verifying and the end-to-end acknowledgement are in every number.
+
 Measurement: after ``warmup_s`` a snapshot of every process's CPU time and of the gateway's and
 ingest's counters; ``duration_s`` later a second one. Then the gateway is stopped (what is left
 in its outbox is sent), the ingest is waited for until it has written everything acquired, and
@@ -41,6 +47,9 @@ from benchmarks.procs import (
     private_influxd,
     start,
 )
+from calibration.keys import pin_site_keys
+from calibration.registry import Registry
+from daq.config import load_config
 from simulators.broker import Broker, private_mosquitto
 
 PROFILES = ("sdm630", "dtsu666")
@@ -61,6 +70,10 @@ class E2EOptions:
     batch_size: int = 5000
     batch_interval_ms: int = 200
     keep: bool = False  # keep the temporary directory (logs, configs)
+    # the product's defaults; the others only to isolate what the acknowledgement and the
+    # verification cost (the gateway always signs)
+    confirm: str = "stored"  # delivery.confirm: stored (daq.ack/1) or broker (PUBACK)
+    verify: bool = True  # ingest.require_signatures
 
 
 def mosquitto_pid(port: int) -> int | None:
@@ -104,6 +117,8 @@ enterprise: {{id: {ENTERPRISE}}}
 gateways:
   - id: gw-1
     outbox: {tmp}/gw-outbox.sqlite
+    signing_key: {tmp}/gw-1-signing.key
+    delivery: {{confirm: {opts.confirm}}}
     buses:
 {"".join(buses)}
 mqtt: {{host: {broker.host}, port: {broker.port}, client_id_prefix: bench}}
@@ -112,6 +127,8 @@ ingest:
   batch_size: {opts.batch_size}
   batch_interval_ms: {opts.batch_interval_ms}
   spool: {tmp}/ingest-spool.sqlite
+  registry: {tmp}/registry.sqlite
+  require_signatures: {str(opts.verify).lower()}
 storage:
   kind: influxdb_v1
   url: {influx_url}
@@ -195,6 +212,15 @@ def latency_ms(samples: Path, lo_ns: int, hi_ns: int) -> dict[str, float] | None
             "max": float(lat.max()), "samples": len(lat)}
 
 
+def pin_keys(cfg: Path) -> list[str]:
+    """Make each gateway's signing key and pin it in the site's registry (``daq keys pin``):
+    the ingest stores only what a pinned key signed. Returns the key ids."""
+    loaded = load_config(cfg)
+    with Registry(loaded.keys_registry()) as reg:
+        return [kid for _gw, kid, _made in
+                pin_site_keys(reg, loaded, "benchmark", "benchmark site commissioned")]
+
+
 def run_e2e(opts: E2EOptions, log: Log) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="daq-bench-"))
     try:
@@ -221,6 +247,8 @@ def _run(tmp: Path, opts: E2EOptions, log: Log) -> dict[str, Any]:
         ports = start_simulators(tmp, opts, procs, log)
         cfg = tmp / "site.yaml"
         cfg.write_text(site_yaml(tmp, opts, ports, broker, influx.url))
+        pinned = pin_keys(cfg)
+        log(f"signing key {', '.join(pinned)} pinned in the site's registry")
         samples = tmp / "latency.npy"
         py = sys.executable
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -238,18 +266,38 @@ def _run(tmp: Path, opts: E2EOptions, log: Log) -> dict[str, Any]:
                         run_start_ns)
 
 
+def _next_phase(interval_ns: int, phase: float = 0.9) -> int:
+    """The next wall-clock time (ns) at ``phase`` of the poll interval (ticks are aligned to
+    multiples of the interval)."""
+    now = time.time_ns()
+    at = now // interval_ns * interval_ns + int(phase * interval_ns)
+    return at if at > now + 10_000_000 else at + interval_ns
+
+
 def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int],
              influx: Influx, gateway: Proc, ingest: Proc, samples: Path,
              run_start_ns: int) -> dict[str, Any]:
     for p in procs:
         if not p.alive():
             raise RuntimeError(f"{p.role} exited early:\n{p.log_tail()}")
+    # both snapshots at the same phase of the poll interval (late in it, when the burst of
+    # aligned polls that starts every tick has drained), the window a whole number of
+    # intervals: otherwise a window edge inside a burst shifts the rate by up to one burst
+    # (meters × 14 readings: 5 % of a 20 s window)
+    interval_ns = opts.interval_ms * 1_000_000
+    intervals = max(1, round(opts.duration_s * 1e9 / interval_ns))
+    start_ns = _next_phase(interval_ns)
+    time.sleep(max(0.0, (start_ns - time.time_ns()) / 1e9))
     m0 = machine_cpu()
     c0 = cpu_by_role(procs, extra)
     g0 = gateway.request()
     i0 = ingest.request()
+    if i0["unsigned_messages"]:
+        raise RuntimeError(f"the ingest refused {i0['unsigned_messages']} messages as not "
+                           f"signed by a pinned key (is the gateway's key pinned?):\n"
+                           f"{ingest.log_tail()}")
     t0 = time.monotonic()
-    end = t0 + opts.duration_s
+    end = t0 + (start_ns + intervals * interval_ns - time.time_ns()) / 1e9
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(10.0, left))
         if time.monotonic() < end - 1:
@@ -263,6 +311,7 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
     i1 = ingest.request()
     window_s = (g1["t_ns"] - g0["t_ns"]) / 1e9
     acquired_window = g1["acquired"] - g0["acquired"]
+    published_window = g1["published"] - g0["published"]
     written_window = i1["written_readings"] - i0["written_readings"]
 
     log("stopping the gateway")
@@ -290,7 +339,6 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
     hi_ns = time.time_ns() + 3_600_000_000_000  # an upper bound: InfluxQL defaults to none
     stored_total = influx.count(DATABASE, run_start_ns - 3_600_000_000_000, hi_ns)
     stored_window = influx.count(DATABASE, g0["t_ns"], g1["t_ns"])
-    interval_ns = opts.interval_ms * 1_000_000
     ticks_due = opts.meters * (g1["t_ns"] // interval_ns - g0["t_ns"] // interval_ns)
     polls = g1["polls"] - g0["polls"]
     cpu = {role: c1[role] - c0.get(role, 0.0) for role in c1}
@@ -298,6 +346,8 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
              for role, s in cpu.items()}
     return {
         "meters": opts.meters,
+        "confirm": opts.confirm,
+        "verify": opts.verify,
         "interval_ms": opts.interval_ms,
         "window_s": window_s,
         "readings_per_s": acquired_window / window_s,
@@ -314,6 +364,15 @@ def _measure(opts: E2EOptions, log: Log, procs: list[Proc], extra: dict[str, int
         "missed_ticks": g1["missed_ticks"] - g0["missed_ticks"],
         "failed_polls": g1["failures"] - g0["failures"],
         "outbox_at_end": g1["outbox"],
+        "unconfirmed_at_end": g1["unconfirmed"],
+        "messages_per_s": published_window / window_s,
+        "readings_per_message": acquired_window / published_window if published_window
+        else math.nan,
+        "gateway_resent_total": gf["resent"],
+        "ingest_duplicates": inf["duplicates"],
+        "ingest_acks_sent": inf["acks_sent"],
+        "ingest_unsigned": inf["unsigned_messages"],
+        "ingest_rejected": inf["rejected_messages"],
         "left_in_outbox_at_stop": gf["left_in_outbox"],
         "gateway_stop_s": stop_s,
         "gateway_stop_hung_tasks": gf.get("stop_hung_tasks", []),

@@ -5,7 +5,8 @@ runs) and talks
 JSON lines on stdout:
 
 * SIGUSR1 → a snapshot: readings acquired (put into the outbox), polls and failed polls
-  summed over devices, messages published and acknowledged, outbox backlog;
+  summed over devices, messages published, confirmed (by storage's ``daq.ack/1`` with the
+  default ``delivery.confirm: stored``), sent again and unconfirmed, outbox backlog;
 * SIGTERM / SIGINT → the service is cancelled (it commits what it holds, flushes for up to
   2 s and goes offline). If the outbox still holds messages then, they are sent by a fresh
   publisher on the same outbox — what a restarted gateway does — and the time that took is
@@ -45,6 +46,8 @@ def snapshot(svc: GatewayService, kind: str) -> dict[str, Any]:
         "missed_ticks": sum(c.state.missed_ticks for c in svc.coordinators),
         "published": svc.publisher.published,
         "acknowledged": svc.publisher.acknowledged,
+        "resent": svc.publisher.resent,
+        "unconfirmed": svc.publisher.unconfirmed,
         "outbox": backlog,
         "queue": svc._queue.qsize(),
     }
@@ -62,7 +65,11 @@ async def drain_outbox(svc: GatewayService, timeout_s: float) -> tuple[int, floa
     left = outbox.count()
     t0 = time.monotonic()
     if left:
-        pub = Publisher(svc.loaded, outbox, f"bench-drain-{os.getpid()}")
+        # as the service's own publisher: confirmed by storage (daq.ack/1) unless the site
+        # says broker, so a row leaves the outbox only once the ingest has stored it
+        pub = Publisher(svc.loaded, outbox, f"bench-drain-{os.getpid()}",
+                        enterprise=svc.enterprise, gateway=svc.config.id,
+                        delivery=svc.config.delivery, login=svc.config.mqtt_login)
         pub.start()
         runner = asyncio.create_task(pub.run(), name="drain-publisher")
         deadline = time.monotonic() + 10

@@ -13,9 +13,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from calibration.apply import ChannelCalibration, calibration_of
 from calibration.chain import Records
@@ -24,7 +26,8 @@ from calibration.records import RecordSet
 from calibration.registry import Registry
 from daq.config.profiles import Profile, load_modbus_profile
 from daq.model import Reading
-from daq.payload import data_topic, decode_data, encode_data
+from daq.payload import data_topic, decode_batch, encode_batch
+from daq.signing import Signer, new_private_key, verify_signed
 from drivers.modbus.codec import (
     ReadResponse,
     TcpDecoder,
@@ -38,6 +41,14 @@ from drivers.result import engineering_value
 from gateway.acquisition.calibration_stage import CalibrationStage
 from gateway.outbox import Outbox
 from gateway.storage.lineproto import to_body
+
+ENT, GW, EPOCH = "bench", "gw-1", "0123456789abcdef"
+# what one 20 ms commit interval gathers at the end-to-end default load (1 500 meters × 14
+# channels every 1 000 ms, all ticking at the same instant): the e2e table's "readings per
+# message" row measured 1 803 (2026-11-29), near delivery.batch_max_readings (2 000): the
+# burst of polls at each second's start fills the interval. 128 polls = 1 792 readings.
+COMMIT_POLLS = 128
+BATCH_SIZES = (1, 20, COMMIT_POLLS)  # device polls per message: one poll, 20, one commit
 
 
 @dataclass(frozen=True)
@@ -161,12 +172,28 @@ def run_micro(min_time_s: float = 0.3, repeats: int = 5) -> list[MicroResult]:
     finally:
         loop.close()
 
-    (poll,) = readings_of(1)
-    payload = encode_data(poll, 1)
-    add("payload encode", f"encode_data: one {len(poll)}-channel poll → JSON "
-        f"({len(payload)} bytes)", len(poll), lambda: encode_data(poll, 1))
-    add("payload decode", f"decode_data: one {len(poll)}-channel message → Readings",
-        len(poll), lambda: decode_data(payload))
+    key = new_private_key()
+    signer, public = Signer(key), key.public_key()
+
+    def lookup(kid: str) -> Ed25519PublicKey | None:  # the ingest's pinned-key lookup
+        return public if kid == signer.key_id else None
+
+    for n_polls in BATCH_SIZES:
+        polls_n = readings_of(n_polls)
+        n = sum(len(p) for p in polls_n)
+        body = encode_batch(ENT, GW, EPOCH, 1, polls_n)
+        signed = signer.sign(body)
+        size = (f"{n_polls} poll{'s' if n_polls > 1 else ''} × 14 = {n} readings, "
+                f"{len(body):,} bytes")
+        if n_polls in (1, COMMIT_POLLS):
+            add(f"payload encode ({n})", f"encode_batch: {size} → JSON body", n,
+                partial(encode_batch, ENT, GW, EPOCH, 1, polls_n))
+        add(f"Ed25519 sign ({n})", f"Signer.sign of one batch body ({size}); gateway",
+            n, partial(signer.sign, body))
+        add(f"Ed25519 verify ({n})", f"verify_signed of one signed batch ({size}); ingest",
+            n, partial(verify_signed, signed, lookup))
+        add(f"payload decode ({n})", f"decode_batch: {size} → Readings, every field checked",
+            n, partial(decode_batch, body))
 
     many = [r for p in readings_of(5000 // 14 + 1) for r in p][:5000]
     to_body(many)  # warm the series-key cache, as a running ingest has it
@@ -175,19 +202,21 @@ def run_micro(min_time_s: float = 0.3, repeats: int = 5) -> list[MicroResult]:
 
     with tempfile.TemporaryDirectory(prefix="daq-bench-outbox-") as tmp:
         outbox = Outbox(Path(tmp) / "outbox.sqlite")
-        messages = [(data_topic("bench", "gw-1", p[0].device), encode_data(p, i))
-                    for i, p in enumerate(readings_of(100))]
+        commit = readings_of(COMMIT_POLLS)
+        n_commit = sum(len(p) for p in commit)
+        message = (data_topic(ENT, GW), signer.sign(encode_batch(ENT, GW, EPOCH, 1, commit)))
         cursor = [0]
 
         def outbox_cycle() -> None:
-            outbox.put_many(messages)
-            rows = outbox.pending(cursor[0], len(messages))
+            row = outbox.put(lambda _seq: message)
+            rows = outbox.pending(cursor[0], 200)
             cursor[0] = rows[-1][0]
-            outbox.ack(r[0] for r in rows)
+            outbox.ack_ranges([(row, row)])
 
-        add("outbox put_many+ack", f"Outbox: put_many of {len(messages)} 14-channel messages "
-            "(one commit), pending, ack (one commit); WAL, synchronous=NORMAL",
-            len(messages) * 14, outbox_cycle)
+        add("outbox put+ack", f"Outbox: put of one signed batch of {n_commit} readings "
+            f"({len(message[1]):,} bytes; one commit), pending, ack_ranges (one commit); WAL, "
+            "synchronous=NORMAL: the gateway's cycle per commit interval", n_commit,
+            outbox_cycle)
         outbox.close()
 
     with tempfile.TemporaryDirectory(prefix="daq-bench-cal-") as tmp:
