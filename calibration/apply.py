@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from calibration.chain import Link, Records, resolve
+from calibration.chain import ChainReason, Link, Records, resolve
 from calibration.models import CorrectionModel, ModelError, model_from_dict
 from calibration.records import Certificate, Instrument
 from calibration.uncertainty import coverage_factor, resolution_u
@@ -112,6 +112,18 @@ class ChannelCalibration:
     @property
     def cert_id(self) -> str | None:
         return None if self.certificate is None else self.certificate.id
+
+    @property
+    def chain_reasons(self) -> tuple[ChainReason, ...]:
+        """The reasons of the chain's problems (:data:`calibration.chain.ChainReason`), each
+        once, in the order met from the instrument up."""
+        out: list[ChainReason] = []
+        stack = [] if self.chain is None else [self.chain]
+        while stack:
+            link = stack.pop(0)
+            out += [r for r in link.reasons if r not in out]
+            stack += link.references
+        return tuple(out)
 
     @functools.cached_property
     def _points_u(self) -> tuple[FloatArray, FloatArray]:

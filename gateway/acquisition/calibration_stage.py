@@ -9,9 +9,11 @@ reason when
   stays uncorrected, without u/k/cert — a correction is never extrapolated);
 * the certificate has expired (``calibration_expired``: still corrected, with its cert);
 * the traceability chain is broken (``chain_broken``: missing or expired reference
-  certificates, a reference used outside its range, a chain that does not end at a national
-  standard, or a registry whose audit log fails its check);
-* the instrument is unknown or has no certificate (``not_calibrated``);
+  certificates, a reference calibrated after its use, a reference used outside its range, a
+  cycle, a chain that does not end at a national standard; the alarm's details list the
+  chain's reasons, ``calibration.chain.ChainReason``);
+* the instrument is unknown or has no certificate, or the registry's audit log fails its
+  check (``not_calibrated``: no correction from an untrusted registry);
 * neither the instrument record nor the certificate states the repeatability of one reading
   (``repeatability_unknown``: still corrected, with u/k/cert, but u leaves out the scatter
   of single readings — a certificate from a calibration session records it).
@@ -348,9 +350,11 @@ class CalibrationStage:
                                   "expired": cal.certificate.expires.isoformat()}))
             else:
                 why = st.problem if cal is None else "; ".join(cal.problems)
+                details: dict[str, object] = {"instrument": st.instrument}
+                if cal is not None and cal.chain_reasons:  # which links broke, and how
+                    details["reasons"] = list(cal.chain_reasons)
                 out.append(Alarm(AlarmKind.CHAIN_BROKEN, now_ns,
-                                 f"{st.instrument}: {why}", Severity.WARNING, ch,
-                                 {"instrument": st.instrument}))
+                                 f"{st.instrument}: {why}", Severity.WARNING, ch, details))
         return out
 
     def verification(self, instrument: str) -> VerificationStatus | None:

@@ -134,3 +134,40 @@ def test_daq_trace_prints_the_tree_and_exits_1_when_broken(tmp_path: Path) -> No
     doc = json.loads(broken.stdout)
     assert doc["ok"] is False
     assert doc["problems"] == [f"certificate {DMM_CERT} expired on 2025-06-10, before 2025-12-01"]
+
+
+def reasons(link: object) -> list[str]:
+    out: list[str] = []
+    stack = [link]
+    while stack:
+        node = stack.pop()
+        out += list(node.reasons)  # type: ignore[attr-defined]
+        stack += list(node.references)  # type: ignore[attr-defined]
+    return out
+
+
+def test_a_reference_calibrated_after_its_use_breaks_the_link(records: Records) -> None:
+    # the DMM was calibrated on 2024-06-10 against REF_CERT; a REF_CERT issued on
+    # 2024-07-01 cannot have been the reference's calibration at the time, though it does
+    # not expire before the use (2025-07-01)
+    replace(records, REF_CERT, calibration_date="2024-07-01")
+    chain = resolve(records, DMM, dt.date(2024, 12, 1))
+    assert not chain.ok
+    (p,) = problems(chain)
+    assert p == (f"certificate {REF_CERT} was calibrated on 2024-07-01, after its use on "
+                 f"2024-06-10 (the calibration of {DMM_CERT})")
+    assert reasons(chain) == ["reference_calibrated_after_use"]
+    link = chain.references[0]
+    assert link.as_dict()["reasons"] == ["reference_calibrated_after_use"]
+    # the same day is not after: a reference calibrated in the morning, used that afternoon
+    replace(records, REF_CERT, calibration_date="2024-06-10")
+    assert resolve(records, DMM, dt.date(2024, 12, 1)).ok
+
+
+def test_every_problem_has_its_reason(records: Records) -> None:
+    assert reasons(resolve(records, DMM, dt.date(2025, 12, 1))) == ["expired"]
+    assert reasons(resolve(records, DMM, dt.date(2024, 1, 1))) == ["no_certificate"]
+    replace(records, NAT_CERT, reference_certificates=[DMM_CERT])
+    chain = resolve(records, DMM, dt.date(2024, 12, 1))
+    assert "cycle" in reasons(chain)
+    assert len(reasons(chain)) == len(problems(chain))

@@ -304,3 +304,22 @@ def test_a_record_that_does_not_parse_keeps_the_last_good_records(registry: Path
     same = reading(5.0)
     st.apply([same])
     assert (same.value, same.cert, same.quality) == (first.value, "LAB-dmm-a", Quality.GOOD)
+
+
+def test_a_reference_calibrated_after_its_use_breaks_the_chain(tmp_path: Path) -> None:
+    # the working DMM calibrated 250 days ago against the reference certificate issued
+    # 200 days ago: a certificate that did not exist yet when it was used
+    sim = InstrumentModel(0.0, "V", offset=2e-3, noise=2e-5, decimals=6)
+    rs = chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=250, instrument_extra=STATED)
+    path = tmp_path / "r.sqlite"
+    with Registry(path) as reg:
+        reg.import_records(rs, "tester", "set up")
+    st = stage(path, Clock())
+    r = reading(5.0)
+    st.apply([r])
+    assert r.cert == "LAB-dmm-a"  # still corrected
+    assert (r.quality, r.reason) == (Quality.UNCERTAIN, Reason.CHAIN_BROKEN)
+    (alarm,) = st.alarms("dmm", 7)
+    assert alarm.kind == AlarmKind.CHAIN_BROKEN
+    assert "after its use" in alarm.reason
+    assert alarm.details["reasons"] == ["reference_calibrated_after_use"]
