@@ -171,3 +171,34 @@ def test_every_problem_has_its_reason(records: Records) -> None:
     chain = resolve(records, DMM, dt.date(2024, 12, 1))
     assert "cycle" in reasons(chain)
     assert len(reasons(chain)) == len(problems(chain))
+
+
+def test_daq_trace_does_not_trust_a_tampered_registry(tmp_path: Path) -> None:
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "r.sqlite"
+    env = {**os.environ, "DAQ_REGISTRY": str(db), "DAQ_USER": "test"}
+
+    def daq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daq.cli", *args], capture_output=True,
+                              text=True, env=env, cwd=REPO)
+
+    assert daq("cert", "import", "config/calibration/example-records.yaml").returncode == 0
+    assert daq("trace", DMM, "--at", "2025-12-01").returncode == 1  # expired on 2025-06-10
+    # behind the registry's back: the expired certificate made valid for two more years
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE certificates SET json = replace(json, '2025-06-10', '2027-06-10')"
+                     " WHERE id = ?", (DMM_CERT,))
+    conn.close()
+    for args in ((), ("--json",)):
+        proc = daq("trace", DMM, "--at", "2025-12-01", *args)
+        assert proc.returncode == 1
+        assert "chain intact" not in proc.stdout
+        assert proc.stdout == ""
+        assert proc.stderr.splitlines() == [
+            f"{db}: the audit log fails its check (daq audit verify): certificate "
+            f"'{DMM_CERT}' does not match its audit entry 6: changed behind the registry's "
+            "back", "no traceability chain from a registry that is not trusted"]
