@@ -21,12 +21,14 @@ reason when
 The registry (one SQLite file, written by ``daq cert import``) is read at start and looked at
 every ``reload_s`` seconds: when its audit head changes, or the date changes (a certificate
 may have expired overnight), the calibrations are rebuilt — a new certificate is picked up
-without restarting the gateway. The registry's audit log is verified at each rebuild; if it
-fails, no correction from it is trusted. A registry that cannot be read for a while (locked by
-a writer for more than ``busy_timeout_s``, or corrupt: any :class:`RegistryError`) leaves the
-last good records in use — rebuilt on a new date, so a certificate still expires — with a
-warning, until it can be read again; with no good records yet, the channels are flagged
-``not_calibrated``. The short busy timeout keeps a locked file from stalling the polls.
+without restarting the gateway; so is any other write to the file (SQLite's data version),
+such as a record changed behind the registry's back. The registry's audit log is verified at
+each rebuild; if it fails, no correction from it is trusted, not even the last good one. A
+registry that cannot be read for a while (locked by a writer for more than
+``busy_timeout_s``, or corrupt: any :class:`RegistryError`) leaves the last good records in
+use — rebuilt on a new date, so a certificate still expires — with a warning, until it can
+be read again; with no good records yet, the channels are flagged ``not_calibrated``. The
+short busy timeout keeps a locked file from stalling the polls.
 
 Mandatory verification (强制检定, ``calibration.verification``): a device may name the
 instrument it is (``instrument:``, e.g. an energy meter) and channels name theirs. When that
@@ -134,7 +136,7 @@ class CalibrationStage:
         self.clock = clock
         self._verification: dict[str, VerificationStatus | None] = {}
         self._states: dict[tuple[str, str], ChannelState] = {}
-        self._head: str | None = None
+        self._head: tuple[str, int] | None = None
         self._on: dt.date | None = None
         self._checked = -float("inf")
         self._registry: Registry | None = None
@@ -176,7 +178,9 @@ class CalibrationStage:
         today = dt.datetime.fromtimestamp(now, dt.UTC).date()
         reg = self._open()
         try:
-            head = None if reg is None else reg.head()
+            # the audit head, and SQLite's data version: a record changed behind the
+            # registry's back leaves the head as it was, but not the data version
+            head = None if reg is None else (reg.head(), reg.data_version())
             if not force and head == self._head and today == self._on:
                 self._readable()
                 return False

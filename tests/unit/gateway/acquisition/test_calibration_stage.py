@@ -323,3 +323,24 @@ def test_a_reference_calibrated_after_its_use_breaks_the_chain(tmp_path: Path) -
     assert alarm.kind == AlarmKind.CHAIN_BROKEN
     assert "after its use" in alarm.reason
     assert alarm.details["reasons"] == ["reference_calibrated_after_use"]
+
+
+def test_a_record_edited_behind_its_back_while_running_is_caught_at_the_next_reload(
+        registry: Path) -> None:
+    clock = Clock()
+    st = stage(registry, clock)
+    before = reading(5.0)
+    st.apply([before])
+    assert before.cert == "LAB-dmm-a"
+    # an edit of a record alone, with no audit entry: the audit head does not change
+    conn = sqlite3.connect(registry)
+    with conn:
+        conn.execute("UPDATE certificates SET json = replace(json, '\"interval_days\":365', "
+                     "'\"interval_days\":3650') WHERE id = 'LAB-dmm-a'")
+    conn.close()
+    clock.t += 6
+    after = reading(5.0)
+    st.apply([after])
+    assert (after.value, after.cert, after.reason) == (5.0, None, Reason.NOT_CALIBRATED)
+    (alarm,) = st.alarms("dmm", 7)
+    assert "changed behind the registry's back" in alarm.reason
