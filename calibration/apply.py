@@ -44,7 +44,7 @@ import numpy.typing as npt
 
 from calibration.chain import ChainReason, Link, Records, resolve
 from calibration.models import CorrectionModel, ModelError, model_from_dict
-from calibration.records import Certificate, Instrument
+from calibration.records import Certificate, Instrument, expires_on
 from calibration.uncertainty import coverage_factor, resolution_u
 
 FloatArray = npt.NDArray[np.float64]
@@ -112,6 +112,13 @@ class ChannelCalibration:
     @property
     def cert_id(self) -> str | None:
         return None if self.certificate is None else self.certificate.id
+
+    @property
+    def expires(self) -> dt.date | None:
+        """The certificate's last day of validity: by the instrument's recall interval when
+        its owner set one, else as the certificate recommends."""
+        return None if self.certificate is None else expires_on(self.certificate,
+                                                                 self.instrument)
 
     @property
     def chain_reasons(self) -> tuple[ChainReason, ...]:
@@ -201,7 +208,7 @@ def calibration_of(records: Records, instrument: str, on: dt.date) -> ChannelCal
     chain = resolve(records, instrument, on)
     problems = tuple(_problems(chain))
     return ChannelCalibration(inst, cert, model_from_dict(cert.model), chain, on, problems,
-                              expired=cert.expires < on)
+                              expired=expires_on(cert, inst) < on)
 
 
 def _problems(link: Link) -> list[str]:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from calibration.records import Certificate, Instrument
+from calibration.records import Certificate, Instrument, expires_on, expiry_source
 
 ChainReason = Literal[
     "instrument_unknown",  # the link's instrument is not in the registry
@@ -116,10 +116,12 @@ class _Problems:
         self.reasons.append(reason)
         self.messages.append(message)
 
-    def link(self, instrument: str, cert: Certificate | None, at: dt.date,
+    def link(self, instrument: Instrument | str, cert: Certificate | None, at: dt.date,
              references: tuple[Link, ...] = ()) -> Link:
-        return Link(instrument, None if cert is None else cert.id, at,
-                    None if cert is None else cert.expires,
+        inst = instrument if isinstance(instrument, Instrument) else None
+        return Link(inst.id if inst is not None else str(instrument),
+                    None if cert is None else cert.id, at,
+                    None if cert is None else expires_on(cert, inst),
                     None if cert is None else _u_max(cert), tuple(self.messages),
                     references, tuple(self.reasons))
 
@@ -140,15 +142,19 @@ def _link(records: Records, instrument: str, cert: Certificate | None, at: dt.da
     if cert.id in seen:
         cycle = _Problems()
         cycle.add("cycle", f"cycle: {' → '.join((*seen, cert.id))}")
-        return cycle.link(instrument, cert, at)
+        return cycle.link(inst or instrument, cert, at)
     if used_by is not None and cert.calibration_date > at:
         # a reference is named by its certificate: one issued after the calibration that
         # cites it was not the reference's calibration then, however long it is valid
         problems.add("reference_calibrated_after_use",
                      f"certificate {cert.id} was calibrated on {cert.calibration_date}, after "
                      f"its use on {at} (the calibration of {used_by.id})")
-    if cert.expires < at:
-        problems.add("expired", f"certificate {cert.id} expired on {cert.expires}, before {at}")
+    expires = expires_on(cert, inst)
+    if expires < at:
+        # the owner's recall interval, when set, overrides the certificate's recommendation
+        why = "" if inst is None or inst.recall_interval_days is None else \
+            f" ({expiry_source(cert, inst)})"
+        problems.add("expired", f"certificate {cert.id} expired on {expires}, before {at}{why}")
     if used_over is not None:
         lo, hi = _span(cert)
         if used_over[0] < lo or used_over[1] > hi:
@@ -176,4 +182,4 @@ def _link(records: Records, instrument: str, cert: Certificate | None, at: dt.da
             continue
         refs.append(_link(records, ref.instrument, ref, cert.calibration_date,
                           (*seen, cert.id), over, cert))
-    return problems.link(instrument, cert, at, tuple(refs))
+    return problems.link(inst or instrument, cert, at, tuple(refs))

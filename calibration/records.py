@@ -132,6 +132,12 @@ class Instrument(_Record):
     repeatability_dof: float | None = Field(default=None, gt=0)
     drift_per_year: float | None = Field(
         default=None, ge=0, description="drift allowance, in unit per year (rectangular)")
+    # the recall interval is the owner's decision (ISO/IEC 17025 §7.8.4.3: a certificate
+    # recommends one only when agreed); when unset, the certificate's recommendation holds
+    recall_interval_days: int | None = Field(
+        default=None, gt=0,
+        description="days from each calibration to the next; overrides the certificate's "
+                    "valid_until / interval_days")
     # register of mandatory verification and energy metering (all optional; see
     # docs/calibration-records.md and docs/verification.md)
     instrument_type: str | None = Field(
@@ -223,11 +229,29 @@ class Certificate(_Record):
 
     @property
     def expires(self) -> dt.date:
-        """The last day of validity (``valid_until`` or date + interval)."""
+        """The last day of validity the certificate recommends (``valid_until`` or date +
+        interval); the one that applies is :func:`expires_on`'s, which the instrument's
+        recall interval overrides."""
         if self.valid_until is not None:
             return self.valid_until
         assert self.interval_days is not None
         return self.calibration_date + dt.timedelta(days=self.interval_days)
+
+
+def expires_on(cert: Certificate, instrument: Instrument | None) -> dt.date:
+    """The last day of validity of ``cert``: its calibration date plus the instrument's
+    ``recall_interval_days`` when the owner set one, else the certificate's recommendation
+    (:attr:`Certificate.expires`)."""
+    if instrument is not None and instrument.recall_interval_days is not None:
+        return cert.calibration_date + dt.timedelta(days=instrument.recall_interval_days)
+    return cert.expires
+
+
+def expiry_source(cert: Certificate, instrument: Instrument | None) -> str:
+    """Where :func:`expires_on`'s date comes from, for messages."""
+    if instrument is not None and instrument.recall_interval_days is not None:
+        return f"recall interval of {instrument.id}: {instrument.recall_interval_days} days"
+    return f"certificate {cert.id}"
 
 
 class VerificationRecord(_Record):

@@ -49,9 +49,10 @@ def cert_list(registry_path: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from calibration.records import Certificate
+    from calibration.records import Certificate, Instrument, expires_on
 
     with open_registry(registry_path) as reg:
+        instruments = {i.id: i for i in reg.list("instrument") if isinstance(i, Instrument)}
         table = Table()
         for name in ("certificate", "instrument", "calibrated", "expires", "references"):
             table.add_column(name, no_wrap=True)
@@ -59,7 +60,8 @@ def cert_list(registry_path: str) -> None:
         table.add_column("laboratory")
         for c in reg.list("certificate"):
             assert isinstance(c, Certificate)
-            table.add_row(c.id, c.instrument, str(c.calibration_date), str(c.expires),
+            table.add_row(c.id, c.instrument, str(c.calibration_date),
+                          str(expires_on(c, instruments.get(c.instrument))),
                           ", ".join(c.reference_certificates) or "—", str(len(c.points)),
                           c.laboratory)
         console = Console()

@@ -346,12 +346,12 @@ class CalibrationStage:
             cal = st.calibration
             if st.flag is Reason.CALIBRATION_EXPIRED:
                 assert cal is not None
-                assert cal.certificate is not None
+                assert cal.expires is not None
                 out.append(Alarm(AlarmKind.CALIBRATION_EXPIRED, now_ns,
                                  f"certificate {cal.cert_id} of {st.instrument} expired on "
-                                 f"{cal.certificate.expires}", Severity.WARNING, ch,
+                                 f"{cal.expires}", Severity.WARNING, ch,
                                  {"instrument": st.instrument, "certificate": cal.cert_id,
-                                  "expired": cal.certificate.expires.isoformat()}))
+                                  "expired": cal.expires.isoformat()}))
             else:
                 why = st.problem if cal is None else "; ".join(cal.problems)
                 details: dict[str, object] = {"instrument": st.instrument}

@@ -202,3 +202,38 @@ def test_daq_trace_does_not_trust_a_tampered_registry(tmp_path: Path) -> None:
             f"{db}: the audit log fails its check (daq audit verify): certificate "
             f"'{DMM_CERT}' does not match its audit entry 6: changed behind the registry's "
             "back", "no traceability chain from a registry that is not trusted"]
+
+
+def set_instrument(records: Records, inst_id: str, **changes: object) -> None:
+    inst = records.instruments[inst_id]
+    records.instruments[inst_id] = type(inst).model_validate(
+        {**inst.model_dump(by_alias=True), **changes})
+
+
+def test_the_instruments_recall_interval_overrides_the_certificates(records: Records) -> None:
+    # the DMM's certificate recommends until 2025-06-10; its owner recalls it every 180 days
+    set_instrument(records, DMM, recall_interval_days=180)
+    chain = resolve(records, DMM, dt.date(2024, 12, 10))
+    assert chain.expires == dt.date(2024, 12, 7)
+    (p,) = problems(chain)
+    assert p == (f"certificate {DMM_CERT} expired on 2024-12-07, before 2024-12-10 (recall "
+                 f"interval of {DMM}: 180 days)")
+    # and a longer interval than the certificate recommends is the owner's call too
+    set_instrument(records, DMM, recall_interval_days=730)
+    assert resolve(records, DMM, dt.date(2025, 12, 1)).ok
+    # a reference's own recall interval applies when it was used
+    set_instrument(records, REF, recall_interval_days=90)  # 2024-03-01 + 90 d < 2024-06-10
+    assert reasons(resolve(records, DMM, dt.date(2024, 12, 1))) == ["expired"]
+
+
+def test_without_a_recall_interval_the_certificates_recommendation_applies(
+        records: Records) -> None:
+    from calibration.records import expires_on, record_json
+
+    inst = records.instruments[DMM]
+    cert = records.certificates[DMM_CERT]
+    assert inst.recall_interval_days is None
+    assert expires_on(cert, inst) == cert.expires == dt.date(2025, 6, 10)
+    assert expires_on(cert, None) == cert.expires
+    # an instrument record that does not set it keeps its JSON, so its hash in the registry
+    assert "recall_interval_days" not in record_json(inst)

@@ -344,3 +344,21 @@ def test_a_record_edited_behind_its_back_while_running_is_caught_at_the_next_rel
     assert (after.value, after.cert, after.reason) == (5.0, None, Reason.NOT_CALIBRATED)
     (alarm,) = st.alarms("dmm", 7)
     assert "changed behind the registry's back" in alarm.reason
+
+
+def test_the_instruments_recall_interval_decides_calibration_expired(tmp_path: Path) -> None:
+    # calibrated 100 days ago, the certificate recommends 365 days; the owner recalls the
+    # DMM every 90 days
+    sim = InstrumentModel(0.0, "V", offset=2e-3, noise=2e-5, decimals=6)
+    extra = {"dmm-a": {**STATED["dmm-a"], "recall_interval_days": 90}}
+    rs = chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=100, instrument_extra=extra)
+    path = tmp_path / "r.sqlite"
+    with Registry(path) as reg:
+        reg.import_records(rs, "tester", "set up")
+    st = stage(path, Clock())
+    r = reading(5.0)
+    st.apply([r])
+    assert (r.quality, r.reason, r.cert) == (Quality.UNCERTAIN, Reason.CALIBRATION_EXPIRED,
+                                             "LAB-dmm-a")
+    (alarm,) = st.alarms("dmm", 7)
+    assert alarm.details["expired"] == (TODAY - dt.timedelta(days=10)).isoformat()
