@@ -116,11 +116,10 @@ class _Problems:
         self.reasons.append(reason)
         self.messages.append(message)
 
-    def link(self, instrument: Instrument | str, cert: Certificate | None, at: dt.date,
-             references: tuple[Link, ...] = ()) -> Link:
-        inst = instrument if isinstance(instrument, Instrument) else None
-        return Link(inst.id if inst is not None else str(instrument),
-                    None if cert is None else cert.id, at,
+    def link(self, instrument: str, inst: Instrument | None, cert: Certificate | None,
+             at: dt.date, references: tuple[Link, ...] = ()) -> Link:
+        """The link of ``cert`` of ``instrument`` (its record ``inst``, if known)."""
+        return Link(instrument, None if cert is None else cert.id, at,
                     None if cert is None else expires_on(cert, inst),
                     None if cert is None else _u_max(cert), tuple(self.messages),
                     references, tuple(self.reasons))
@@ -138,11 +137,11 @@ def _link(records: Records, instrument: str, cert: Certificate | None, at: dt.da
         problems.add("instrument_unknown", f"instrument {instrument!r} is not in the registry")
     if cert is None:
         problems.add("no_certificate", f"no certificate of {instrument!r} issued on or before {at}")
-        return problems.link(instrument, None, at)
+        return problems.link(instrument, inst, None, at)
     if cert.id in seen:
         cycle = _Problems()
         cycle.add("cycle", f"cycle: {' → '.join((*seen, cert.id))}")
-        return cycle.link(inst or instrument, cert, at)
+        return cycle.link(instrument, inst, cert, at)
     if used_by is not None and cert.calibration_date > at:
         # a reference is named by its certificate: one issued after the calibration that
         # cites it was not the reference's calibration then, however long it is valid
@@ -182,4 +181,4 @@ def _link(records: Records, instrument: str, cert: Certificate | None, at: dt.da
             continue
         refs.append(_link(records, ref.instrument, ref, cert.calibration_date,
                           (*seen, cert.id), over, cert))
-    return problems.link(inst or instrument, cert, at, tuple(refs))
+    return problems.link(instrument, inst, cert, at, tuple(refs))
