@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from calibration.chain import Link, Records, resolve
+from calibration.chain import ChainReason, Link, Records, resolve
 from calibration.models import CorrectionModel, ModelError, model_from_dict
-from calibration.records import Certificate, Instrument
+from calibration.records import Certificate, Instrument, expires_on
 from calibration.uncertainty import coverage_factor, resolution_u
 
 FloatArray = npt.NDArray[np.float64]
@@ -112,6 +112,25 @@ class ChannelCalibration:
     @property
     def cert_id(self) -> str | None:
         return None if self.certificate is None else self.certificate.id
+
+    @property
+    def expires(self) -> dt.date | None:
+        """The certificate's last day of validity: by the instrument's recall interval when
+        its owner set one, else as the certificate recommends."""
+        return None if self.certificate is None else expires_on(self.certificate,
+                                                                 self.instrument)
+
+    @property
+    def chain_reasons(self) -> tuple[ChainReason, ...]:
+        """The reasons of the chain's problems (:data:`calibration.chain.ChainReason`), each
+        once, in the order met from the instrument up."""
+        out: list[ChainReason] = []
+        stack = [] if self.chain is None else [self.chain]
+        while stack:
+            link = stack.pop(0)
+            out += [r for r in link.reasons if r not in out]
+            stack += link.references
+        return tuple(out)
 
     @functools.cached_property
     def _points_u(self) -> tuple[FloatArray, FloatArray]:
@@ -189,7 +208,7 @@ def calibration_of(records: Records, instrument: str, on: dt.date) -> ChannelCal
     chain = resolve(records, instrument, on)
     problems = tuple(_problems(chain))
     return ChannelCalibration(inst, cert, model_from_dict(cert.model), chain, on, problems,
-                              expired=cert.expires < on)
+                              expired=expires_on(cert, inst) < on)
 
 
 def _problems(link: Link) -> list[str]:

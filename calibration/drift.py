@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from calibration.errors import CalibrationError
 from calibration.legal import class_number
-from calibration.records import Certificate, Instrument
+from calibration.records import Certificate, Instrument, expires_on
 from calibration.uncertainty import coverage_factor
 
 FloatArray = npt.NDArray[np.float64]
@@ -331,7 +331,7 @@ def analyse(instrument: Instrument, certificates: Iterable[Certificate],
         raise DriftError(f"no point of {instrument.id!r} can be analysed: "
                          + "; ".join(skipped))
     last = certs[-1]
-    current = (last.expires - last.calibration_date).days
+    current = (expires_on(last, instrument) - last.calibration_date).days
     return DriftReport(instrument.id, instrument.unit, tuple(points), tuple(skipped),
                        last.calibration_date, current, reaction_interval(points, current),
                        drift_interval(points, last.calibration_date, reliability_target,

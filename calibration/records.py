@@ -132,6 +132,12 @@ class Instrument(_Record):
     repeatability_dof: float | None = Field(default=None, gt=0)
     drift_per_year: float | None = Field(
         default=None, ge=0, description="drift allowance, in unit per year (rectangular)")
+    # the recall interval is the owner's decision (ISO/IEC 17025 §7.8.4.3: a certificate
+    # recommends one only when agreed); when unset, the certificate's recommendation holds
+    recall_interval_days: int | None = Field(
+        default=None, gt=0,
+        description="days from each calibration to the next; overrides the certificate's "
+                    "valid_until / interval_days")
     # register of mandatory verification and energy metering (all optional; see
     # docs/calibration-records.md and docs/verification.md)
     instrument_type: str | None = Field(
@@ -223,11 +229,29 @@ class Certificate(_Record):
 
     @property
     def expires(self) -> dt.date:
-        """The last day of validity (``valid_until`` or date + interval)."""
+        """The last day of validity the certificate recommends (``valid_until`` or date +
+        interval); the one that applies is :func:`expires_on`'s, which the instrument's
+        recall interval overrides."""
         if self.valid_until is not None:
             return self.valid_until
         assert self.interval_days is not None
         return self.calibration_date + dt.timedelta(days=self.interval_days)
+
+
+def expires_on(cert: Certificate, instrument: Instrument | None) -> dt.date:
+    """The last day of validity of ``cert``: its calibration date plus the instrument's
+    ``recall_interval_days`` when the owner set one, else the certificate's recommendation
+    (:attr:`Certificate.expires`)."""
+    if instrument is not None and instrument.recall_interval_days is not None:
+        return cert.calibration_date + dt.timedelta(days=instrument.recall_interval_days)
+    return cert.expires
+
+
+def expiry_source(cert: Certificate, instrument: Instrument | None) -> str:
+    """Where :func:`expires_on`'s date comes from, for messages."""
+    if instrument is not None and instrument.recall_interval_days is not None:
+        return f"recall interval of {instrument.id}: {instrument.recall_interval_days} days"
+    return f"certificate {cert.id}"
 
 
 class VerificationRecord(_Record):
@@ -323,7 +347,9 @@ _LIST_OF: dict[Kind, str] = {
 def cross_check(records: RecordSet, known: Lookup | None = None) -> list[tuple[Path_, str]]:
     """Problems between records, as (path in the records file, message).
 
-    A name is resolved in ``records`` first, then through ``known`` (e.g. a registry).
+    A name is resolved in ``records`` first, then through ``known`` (e.g. a registry): a
+    reference must exist there, and no certificate may close a cycle of references with
+    the certificates ``known`` holds (the registry's promise of no cycles).
     """
     problems: list[tuple[Path_, str]] = []
     local: dict[tuple[Kind, str], Record] = {}
@@ -361,10 +387,55 @@ def cross_check(records: RecordSet, known: Lookup | None = None) -> list[tuple[P
         if find("instrument", ver.instrument) is None:
             problems.append((("verifications", i, "instrument"),
                              f"unknown instrument {ver.instrument!r}"))
-    try:
-        dependency_order(records.certificates)
-    except RecordsError as exc:
-        problems.append((("certificates",), str(exc)))
+    problems += _cycles(records.certificates, find)
+    return problems
+
+
+def _cycles(certificates: list[Certificate],
+            find: Callable[[Kind, str], Record | None]) -> list[tuple[Path_, str]]:
+    """Cycles that ``certificates`` would close, with each other or with the certificates
+    ``find`` knows (a registry's): a certificate of the list replaces the known one of its
+    id. Each is reported at the reference of a listed certificate that closes it. A cycle
+    among known certificates alone is not this list's doing (``daq trace`` reports it)."""
+    local = {c.id: (i, c) for i, c in enumerate(certificates)}
+
+    def refs(cid: str) -> list[str]:
+        if cid in local:
+            return local[cid][1].reference_certificates
+        rec = find("certificate", cid)
+        return rec.reference_certificates if isinstance(rec, Certificate) else []
+
+    problems: list[tuple[Path_, str]] = []
+    state: dict[str, bool] = {}  # False while on the path, True when done
+    for start in local:  # depth first, without recursion: chains from a file may be long
+        if start in state:
+            continue
+        path = [start]
+        state[start] = False
+        stack = [iter(refs(start))]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                state[path.pop()] = True
+            elif nxt not in state:
+                path.append(nxt)
+                state[nxt] = False
+                stack.append(iter(refs(nxt)))
+            elif not state[nxt]:
+                cycle = path[path.index(nxt):]
+                closing = [k for k, cid in enumerate(cycle) if cid in local]
+                if not closing:
+                    continue
+                k = closing[0]
+                ring = [*cycle[k:], *cycle[:k]]
+                i, cert = local[ring[0]]
+                j = cert.reference_certificates.index(ring[1 % len(ring)])
+                stored = [cid for cid in ring if cid not in local]
+                problems.append((
+                    ("certificates", i, "reference_certificates", j),
+                    f"closes a cycle: {' → '.join([*ring, ring[0]])}"
+                    + (f" ({', '.join(stored)} in the registry)" if stored else "")))
     return problems
 
 

@@ -298,6 +298,14 @@ class Registry:
                 "SELECT entry_sha256 FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         return GENESIS if row is None else str(row[0])
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` of this connection: it changes when another
+        connection commits any change to the file — an audited change or one behind the
+        registry's back that leaves the audit head as it was."""
+        with self._sqlite():
+            row = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
     # -- internals --------------------------------------------------------------------------
     def _put(self, record: Record, who: str, why: str) -> Action | None:
         text = record_json(record)

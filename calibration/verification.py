@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from calibration.chain import Records
 from calibration.errors import CalibrationError
 from calibration.legal import Gb17167Classes, VerificationPeriods, class_number
-from calibration.records import Certificate, Instrument, RecordSet, VerificationRecord
+from calibration.records import (
+    Certificate,
+    Instrument,
+    RecordSet,
+    VerificationRecord,
+    expires_on,
+    expiry_source,
+)
 
 if TYPE_CHECKING:
     from calibration.registry import Registry
@@ -263,8 +270,8 @@ def _calibration_status(reg: Register, inst: Instrument, at: dt.date,
                                          f"certificate on or before {at}")
     last = certs[-1]
     base |= {"basis": "calibration", "last_date": last.calibration_date,
-             "last_record": last.id, "source": f"certificate {last.id}"}
-    return _finish(base, last.expires, at, window_days, "calibration_expired",
+             "last_record": last.id, "source": expiry_source(last, inst)}
+    return _finish(base, expires_on(last, inst), at, window_days, "calibration_expired",
                    f"calibration certificate {last.id} expired", "certificate valid until")
 
 

@@ -49,9 +49,10 @@ def cert_list(registry_path: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from calibration.records import Certificate
+    from calibration.records import Certificate, Instrument, expires_on
 
     with open_registry(registry_path) as reg:
+        instruments = {i.id: i for i in reg.list("instrument") if isinstance(i, Instrument)}
         table = Table()
         for name in ("certificate", "instrument", "calibrated", "expires", "references"):
             table.add_column(name, no_wrap=True)
@@ -59,7 +60,8 @@ def cert_list(registry_path: str) -> None:
         table.add_column("laboratory")
         for c in reg.list("certificate"):
             assert isinstance(c, Certificate)
-            table.add_row(c.id, c.instrument, str(c.calibration_date), str(c.expires),
+            table.add_row(c.id, c.instrument, str(c.calibration_date),
+                          str(expires_on(c, instruments.get(c.instrument))),
                           ", ".join(c.reference_certificates) or "—", str(len(c.points)),
                           c.laboratory)
         console = Console()
@@ -160,7 +162,9 @@ def audit_head(registry_path: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a tree.")
 @registry_option()
 def trace(instrument: str, at_date: Any, as_json: bool, registry_path: str) -> None:
-    """Print INSTRUMENT's traceability chain up to a national standard; exit 1 if broken."""
+    """Print INSTRUMENT's traceability chain up to a national standard; exit 1 if broken,
+    or if the registry's audit log fails its check (``daq audit verify``): records changed
+    behind the registry's back prove nothing, so no chain is printed from them."""
     import datetime as dt
 
     import orjson
@@ -170,8 +174,21 @@ def trace(instrument: str, at_date: Any, as_json: bool, registry_path: str) -> N
     from calibration.chain import Link, Records, resolve
 
     at = at_date.date() if at_date is not None else dt.datetime.now(dt.UTC).date()
+    from calibration.registry import RegistryError
+
     with open_registry(registry_path) as reg:
-        records = Records.of(reg.list("instrument"), reg.list("certificate"))
+        try:
+            tampered = reg.verify()
+            if tampered:
+                click.echo(f"{reg.path}: the audit log fails its check (daq audit verify): "
+                           f"{tampered[0]}", err=True)
+                click.echo("no traceability chain from a registry that is not trusted",
+                           err=True)
+                sys.exit(EXIT_FAILED)
+            records = Records.of(reg.list("instrument"), reg.list("certificate"))
+        except RegistryError as exc:  # corrupt, locked, a record that does not parse
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_CONFIG)
     chain = resolve(records, instrument, at)
     if as_json:
         click.echo(orjson.dumps(chain.as_dict(), option=orjson.OPT_INDENT_2).decode())

@@ -9,9 +9,11 @@ reason when
   stays uncorrected, without u/k/cert — a correction is never extrapolated);
 * the certificate has expired (``calibration_expired``: still corrected, with its cert);
 * the traceability chain is broken (``chain_broken``: missing or expired reference
-  certificates, a reference used outside its range, a chain that does not end at a national
-  standard, or a registry whose audit log fails its check);
-* the instrument is unknown or has no certificate (``not_calibrated``);
+  certificates, a reference calibrated after its use, a reference used outside its range, a
+  cycle, a chain that does not end at a national standard; the alarm's details list the
+  chain's reasons, ``calibration.chain.ChainReason``);
+* the instrument is unknown or has no certificate, or the registry's audit log fails its
+  check (``not_calibrated``: no correction from an untrusted registry);
 * neither the instrument record nor the certificate states the repeatability of one reading
   (``repeatability_unknown``: still corrected, with u/k/cert, but u leaves out the scatter
   of single readings — a certificate from a calibration session records it).
@@ -19,12 +21,14 @@ reason when
 The registry (one SQLite file, written by ``daq cert import``) is read at start and looked at
 every ``reload_s`` seconds: when its audit head changes, or the date changes (a certificate
 may have expired overnight), the calibrations are rebuilt — a new certificate is picked up
-without restarting the gateway. The registry's audit log is verified at each rebuild; if it
-fails, no correction from it is trusted. A registry that cannot be read for a while (locked by
-a writer for more than ``busy_timeout_s``, or corrupt: any :class:`RegistryError`) leaves the
-last good records in use — rebuilt on a new date, so a certificate still expires — with a
-warning, until it can be read again; with no good records yet, the channels are flagged
-``not_calibrated``. The short busy timeout keeps a locked file from stalling the polls.
+without restarting the gateway; so is any other write to the file (SQLite's data version),
+such as a record changed behind the registry's back. The registry's audit log is verified at
+each rebuild; if it fails, no correction from it is trusted, not even the last good one. A
+registry that cannot be read for a while (locked by a writer for more than
+``busy_timeout_s``, or corrupt: any :class:`RegistryError`) leaves the last good records in
+use — rebuilt on a new date, so a certificate still expires — with a warning, until it can
+be read again; with no good records yet, the channels are flagged ``not_calibrated``. The
+short busy timeout keeps a locked file from stalling the polls.
 
 Mandatory verification (强制检定, ``calibration.verification``): a device may name the
 instrument it is (``instrument:``, e.g. an energy meter) and channels name theirs. When that
@@ -132,7 +136,7 @@ class CalibrationStage:
         self.clock = clock
         self._verification: dict[str, VerificationStatus | None] = {}
         self._states: dict[tuple[str, str], ChannelState] = {}
-        self._head: str | None = None
+        self._head: tuple[str, int] | None = None
         self._on: dt.date | None = None
         self._checked = -float("inf")
         self._registry: Registry | None = None
@@ -174,7 +178,9 @@ class CalibrationStage:
         today = dt.datetime.fromtimestamp(now, dt.UTC).date()
         reg = self._open()
         try:
-            head = None if reg is None else reg.head()
+            # the audit head, and SQLite's data version: a record changed behind the
+            # registry's back leaves the head as it was, but not the data version
+            head = None if reg is None else (reg.head(), reg.data_version())
             if not force and head == self._head and today == self._on:
                 self._readable()
                 return False
@@ -340,17 +346,19 @@ class CalibrationStage:
             cal = st.calibration
             if st.flag is Reason.CALIBRATION_EXPIRED:
                 assert cal is not None
-                assert cal.certificate is not None
+                assert cal.expires is not None
                 out.append(Alarm(AlarmKind.CALIBRATION_EXPIRED, now_ns,
                                  f"certificate {cal.cert_id} of {st.instrument} expired on "
-                                 f"{cal.certificate.expires}", Severity.WARNING, ch,
+                                 f"{cal.expires}", Severity.WARNING, ch,
                                  {"instrument": st.instrument, "certificate": cal.cert_id,
-                                  "expired": cal.certificate.expires.isoformat()}))
+                                  "expired": cal.expires.isoformat()}))
             else:
                 why = st.problem if cal is None else "; ".join(cal.problems)
+                details: dict[str, object] = {"instrument": st.instrument}
+                if cal is not None and cal.chain_reasons:  # which links broke, and how
+                    details["reasons"] = list(cal.chain_reasons)
                 out.append(Alarm(AlarmKind.CHAIN_BROKEN, now_ns,
-                                 f"{st.instrument}: {why}", Severity.WARNING, ch,
-                                 {"instrument": st.instrument}))
+                                 f"{st.instrument}: {why}", Severity.WARNING, ch, details))
         return out
 
     def verification(self, instrument: str) -> VerificationStatus | None:

@@ -134,3 +134,106 @@ def test_daq_trace_prints_the_tree_and_exits_1_when_broken(tmp_path: Path) -> No
     doc = json.loads(broken.stdout)
     assert doc["ok"] is False
     assert doc["problems"] == [f"certificate {DMM_CERT} expired on 2025-06-10, before 2025-12-01"]
+
+
+def reasons(link: object) -> list[str]:
+    out: list[str] = []
+    stack = [link]
+    while stack:
+        node = stack.pop()
+        out += list(node.reasons)  # type: ignore[attr-defined]
+        stack += list(node.references)  # type: ignore[attr-defined]
+    return out
+
+
+def test_a_reference_calibrated_after_its_use_breaks_the_link(records: Records) -> None:
+    # the DMM was calibrated on 2024-06-10 against REF_CERT; a REF_CERT issued on
+    # 2024-07-01 cannot have been the reference's calibration at the time, though it does
+    # not expire before the use (2025-07-01)
+    replace(records, REF_CERT, calibration_date="2024-07-01")
+    chain = resolve(records, DMM, dt.date(2024, 12, 1))
+    assert not chain.ok
+    (p,) = problems(chain)
+    assert p == (f"certificate {REF_CERT} was calibrated on 2024-07-01, after its use on "
+                 f"2024-06-10 (the calibration of {DMM_CERT})")
+    assert reasons(chain) == ["reference_calibrated_after_use"]
+    link = chain.references[0]
+    assert link.as_dict()["reasons"] == ["reference_calibrated_after_use"]
+    # the same day is not after: a reference calibrated in the morning, used that afternoon
+    replace(records, REF_CERT, calibration_date="2024-06-10")
+    assert resolve(records, DMM, dt.date(2024, 12, 1)).ok
+
+
+def test_every_problem_has_its_reason(records: Records) -> None:
+    assert reasons(resolve(records, DMM, dt.date(2025, 12, 1))) == ["expired"]
+    assert reasons(resolve(records, DMM, dt.date(2024, 1, 1))) == ["no_certificate"]
+    replace(records, NAT_CERT, reference_certificates=[DMM_CERT])
+    chain = resolve(records, DMM, dt.date(2024, 12, 1))
+    assert "cycle" in reasons(chain)
+    assert len(reasons(chain)) == len(problems(chain))
+
+
+def test_daq_trace_does_not_trust_a_tampered_registry(tmp_path: Path) -> None:
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "r.sqlite"
+    env = {**os.environ, "DAQ_REGISTRY": str(db), "DAQ_USER": "test"}
+
+    def daq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daq.cli", *args], capture_output=True,
+                              text=True, env=env, cwd=REPO)
+
+    assert daq("cert", "import", "config/calibration/example-records.yaml").returncode == 0
+    assert daq("trace", DMM, "--at", "2025-12-01").returncode == 1  # expired on 2025-06-10
+    # behind the registry's back: the expired certificate made valid for two more years
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE certificates SET json = replace(json, '2025-06-10', '2027-06-10')"
+                     " WHERE id = ?", (DMM_CERT,))
+    conn.close()
+    for args in ((), ("--json",)):
+        proc = daq("trace", DMM, "--at", "2025-12-01", *args)
+        assert proc.returncode == 1
+        assert "chain intact" not in proc.stdout
+        assert proc.stdout == ""
+        assert proc.stderr.splitlines() == [
+            f"{db}: the audit log fails its check (daq audit verify): certificate "
+            f"'{DMM_CERT}' does not match its audit entry 6: changed behind the registry's "
+            "back", "no traceability chain from a registry that is not trusted"]
+
+
+def set_instrument(records: Records, inst_id: str, **changes: object) -> None:
+    inst = records.instruments[inst_id]
+    records.instruments[inst_id] = type(inst).model_validate(
+        {**inst.model_dump(by_alias=True), **changes})
+
+
+def test_the_instruments_recall_interval_overrides_the_certificates(records: Records) -> None:
+    # the DMM's certificate recommends until 2025-06-10; its owner recalls it every 180 days
+    set_instrument(records, DMM, recall_interval_days=180)
+    chain = resolve(records, DMM, dt.date(2024, 12, 10))
+    assert chain.expires == dt.date(2024, 12, 7)
+    (p,) = problems(chain)
+    assert p == (f"certificate {DMM_CERT} expired on 2024-12-07, before 2024-12-10 (recall "
+                 f"interval of {DMM}: 180 days)")
+    # and a longer interval than the certificate recommends is the owner's call too
+    set_instrument(records, DMM, recall_interval_days=730)
+    assert resolve(records, DMM, dt.date(2025, 12, 1)).ok
+    # a reference's own recall interval applies when it was used
+    set_instrument(records, REF, recall_interval_days=90)  # 2024-03-01 + 90 d < 2024-06-10
+    assert reasons(resolve(records, DMM, dt.date(2024, 12, 1))) == ["expired"]
+
+
+def test_without_a_recall_interval_the_certificates_recommendation_applies(
+        records: Records) -> None:
+    from calibration.records import expires_on, record_json
+
+    inst = records.instruments[DMM]
+    cert = records.certificates[DMM_CERT]
+    assert inst.recall_interval_days is None
+    assert expires_on(cert, inst) == cert.expires == dt.date(2025, 6, 10)
+    assert expires_on(cert, None) == cert.expires
+    # an instrument record that does not set it keeps its JSON, so its hash in the registry
+    assert "recall_interval_days" not in record_json(inst)

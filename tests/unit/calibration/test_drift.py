@@ -134,3 +134,11 @@ def test_errors() -> None:
         analyse(dvm(), history(0, count=1))
     with pytest.raises(DriftError, match="reliability target"):
         analyse(dvm(), history(0), reliability_target=1.0)
+
+
+def test_the_current_interval_is_the_instruments_recall_interval_when_set() -> None:
+    assert analyse(dvm(), history(3, count=8, every=90)).current_interval_days == 365
+    owned = dvm().model_copy(update={"recall_interval_days": 120})
+    report = analyse(owned, history(3, count=8, every=90))
+    assert report.current_interval_days == 120
+    assert report.reaction.days == 60  # out of tolerance: half of the current interval

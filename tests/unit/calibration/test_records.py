@@ -163,3 +163,27 @@ def test_json_records_file_is_located_too(tmp_path: Path) -> None:
     with pytest.raises(SourceErrors) as info:
         load_records(p)
     assert str(info.value.errors[0]).startswith(f"{p}:3: instruments[0].")
+
+
+def test_a_cycle_already_among_known_certificates_is_not_the_files_doing() -> None:
+    from calibration.records import RecordSet
+
+    data = example()
+    certs = {c["id"]: c for c in data["certificates"]}
+    nat, ref, dmm = (Certificate.model_validate(c) for c in data["certificates"])
+    known_cycle = {nat.id: nat.model_copy(update={"reference_certificates": [dmm.id]}),
+                   ref.id: ref, dmm.id: dmm}
+
+    def known(kind: str, rid: str) -> object:
+        return known_cycle.get(rid) if kind == "certificate" else None
+
+    # a new certificate citing into a cycle a registry already holds: its own file is fine
+    new = Certificate.model_validate({**certs[dmm.id], "id": "LAB-NEW"})
+    assert cross_check(RecordSet(certificates=[new]), known) == [  # type: ignore[arg-type]
+        (("certificates", 0, "instrument"), f"unknown instrument {dmm.instrument!r}")]
+    # the same certificate cited by the stored national standard's: it closes one
+    closing = nat.model_copy(update={"reference_certificates": [ref.id]})
+    assert cross_check(RecordSet(certificates=[closing]), known) == [  # type: ignore[arg-type]
+        (("certificates", 0, "instrument"), f"unknown instrument {nat.instrument!r}"),
+        (("certificates", 0, "reference_certificates", 0),
+         f"closes a cycle: {nat.id} → {ref.id} → {nat.id} ({ref.id} in the registry)")]

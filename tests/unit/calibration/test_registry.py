@@ -289,3 +289,65 @@ def test_a_corrupt_file_or_record_is_a_registry_error(reg: Registry) -> None:
             ro.verify()
     finally:
         ro.close()
+
+
+NAT_CERT, REF_CERT, DMM_CERT = "NIM-2024-DCV-0001", "NIM-2024-DCV-0420", "LAB-2024-0815"
+
+
+def _citing(reg: Registry, cert_id: str, *refs: str) -> Certificate:
+    cert = reg.get("certificate", cert_id)
+    assert isinstance(cert, Certificate)
+    return cert.model_copy(update={"reference_certificates": list(refs)})
+
+
+def test_a_put_that_closes_a_cycle_with_stored_records_is_refused(reg: Registry) -> None:
+    before = reg.audit()
+    # the national standard's certificate made to cite the DMM's, which descends from it
+    with pytest.raises(RegistryError, match=(
+            f"closes a cycle: {NAT_CERT} → {DMM_CERT} → {REF_CERT} → {NAT_CERT}")):
+        reg.put(_citing(reg, NAT_CERT, DMM_CERT), "mallory", "oops")
+    assert reg.audit() == before
+    assert reg.verify() == []
+    # citing something that is not its descendant is fine
+    reg.put(_citing(reg, REF_CERT, NAT_CERT), "alice", "unchanged")
+
+
+def test_an_import_that_closes_a_cycle_with_stored_records_is_refused(reg: Registry) -> None:
+    from calibration.records import RecordSet
+
+    before = reg.audit()
+    # through a new certificate of the file: REF cites NEW, NEW cites the stored DMM's,
+    # which cites REF
+    new = _citing(reg, REF_CERT, DMM_CERT).model_copy(update={"id": "NEW-1"})
+    records = RecordSet(certificates=[_citing(reg, REF_CERT, "NEW-1"), new])
+    with pytest.raises(RegistryError, match="closes a cycle"):
+        reg.import_records(records, "mallory", "oops")
+    assert reg.audit() == before
+    # replacing a stored certificate breaks the old edge: no cycle through it
+    reg.import_records(RecordSet(certificates=[
+        _citing(reg, DMM_CERT, NAT_CERT), _citing(reg, REF_CERT, DMM_CERT)]), "alice", "ok")
+    assert reg.verify() == []
+
+
+def test_cli_import_closing_a_cycle_is_located_and_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    assert _daq("cert", "import", str(EXAMPLE), "--registry", str(db),
+                cwd=tmp_path).returncode == 0
+    with Registry(db) as r:
+        nat = _citing(r, NAT_CERT, DMM_CERT)
+        entries = len(r.audit())
+    bad = tmp_path / "cycle.json"
+    bad.write_text(json.dumps({"certificates": [nat.model_dump(mode="json", by_alias=True,
+                                                               exclude_none=True)]}, indent=2),
+                   encoding="utf-8")
+    line = next(i for i, text in enumerate(bad.read_text().splitlines(), 1)
+                if DMM_CERT in text)
+    proc = _daq("cert", "import", str(bad), "--registry", str(db), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"{bad}:{line}: certificates[0].reference_certificates[0]: closes a cycle: "
+        f"{NAT_CERT} → {DMM_CERT} → {REF_CERT} → {NAT_CERT} ({DMM_CERT}, {REF_CERT} in the "
+        "registry)"]
+    with Registry(db) as r:
+        assert len(r.audit()) == entries
+        assert r.verify() == []

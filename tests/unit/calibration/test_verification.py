@@ -329,3 +329,11 @@ def test_chain_records_work_as_records(register: Register) -> None:
     assert status(chain, "lab-dmm", AT) == status(register, "lab-dmm", AT)
     # chain records hold no verification records
     assert status(chain, "due-today", AT).state == "never_verified"
+
+
+def test_a_calibrated_instruments_status_follows_its_recall_interval() -> None:
+    meter = inst("cal-1", mandatory_verification=False, recall_interval_days=100)
+    c = cert("cal-1", D(2026, 1, 1), D(2027, 1, 1))
+    reg = Register.of([meter], [c], [])
+    st = status(reg, "cal-1", D(2026, 5, 1), 30)  # the certificate says 2027-01-01
+    assert (st.state, st.due) == ("calibration_expired", D(2026, 4, 11))

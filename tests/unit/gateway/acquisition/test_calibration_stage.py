@@ -304,3 +304,61 @@ def test_a_record_that_does_not_parse_keeps_the_last_good_records(registry: Path
     same = reading(5.0)
     st.apply([same])
     assert (same.value, same.cert, same.quality) == (first.value, "LAB-dmm-a", Quality.GOOD)
+
+
+def test_a_reference_calibrated_after_its_use_breaks_the_chain(tmp_path: Path) -> None:
+    # the working DMM calibrated 250 days ago against the reference certificate issued
+    # 200 days ago: a certificate that did not exist yet when it was used
+    sim = InstrumentModel(0.0, "V", offset=2e-3, noise=2e-5, decimals=6)
+    rs = chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=250, instrument_extra=STATED)
+    path = tmp_path / "r.sqlite"
+    with Registry(path) as reg:
+        reg.import_records(rs, "tester", "set up")
+    st = stage(path, Clock())
+    r = reading(5.0)
+    st.apply([r])
+    assert r.cert == "LAB-dmm-a"  # still corrected
+    assert (r.quality, r.reason) == (Quality.UNCERTAIN, Reason.CHAIN_BROKEN)
+    (alarm,) = st.alarms("dmm", 7)
+    assert alarm.kind == AlarmKind.CHAIN_BROKEN
+    assert "after its use" in alarm.reason
+    assert alarm.details["reasons"] == ["reference_calibrated_after_use"]
+
+
+def test_a_record_edited_behind_its_back_while_running_is_caught_at_the_next_reload(
+        registry: Path) -> None:
+    clock = Clock()
+    st = stage(registry, clock)
+    before = reading(5.0)
+    st.apply([before])
+    assert before.cert == "LAB-dmm-a"
+    # an edit of a record alone, with no audit entry: the audit head does not change
+    conn = sqlite3.connect(registry)
+    with conn:
+        conn.execute("UPDATE certificates SET json = replace(json, '\"interval_days\":365', "
+                     "'\"interval_days\":3650') WHERE id = 'LAB-dmm-a'")
+    conn.close()
+    clock.t += 6
+    after = reading(5.0)
+    st.apply([after])
+    assert (after.value, after.cert, after.reason) == (5.0, None, Reason.NOT_CALIBRATED)
+    (alarm,) = st.alarms("dmm", 7)
+    assert "changed behind the registry's back" in alarm.reason
+
+
+def test_the_instruments_recall_interval_decides_calibration_expired(tmp_path: Path) -> None:
+    # calibrated 100 days ago, the certificate recommends 365 days; the owner recalls the
+    # DMM every 90 days
+    sim = InstrumentModel(0.0, "V", offset=2e-3, noise=2e-5, decimals=6)
+    extra = {"dmm-a": {**STATED["dmm-a"], "recall_interval_days": 90}}
+    rs = chain(TODAY, {"dmm-a": calibrate(sim)}, working_days_ago=100, instrument_extra=extra)
+    path = tmp_path / "r.sqlite"
+    with Registry(path) as reg:
+        reg.import_records(rs, "tester", "set up")
+    st = stage(path, Clock())
+    r = reading(5.0)
+    st.apply([r])
+    assert (r.quality, r.reason, r.cert) == (Quality.UNCERTAIN, Reason.CALIBRATION_EXPIRED,
+                                             "LAB-dmm-a")
+    (alarm,) = st.alarms("dmm", 7)
+    assert alarm.details["expired"] == (TODAY - dt.timedelta(days=10)).isoformat()
