@@ -23,11 +23,12 @@ def config_check(file: Path) -> None:
     On error, print FILE:LINE: field: message for every problem and exit 2.
     """
     from daq.config import Device, Dlt645Device
+    from daq.paths import version
     from drivers.modbus.plan import describe_plan, plan_device
 
     loaded = load_site(str(file))
     cfg = loaded.config
-    click.echo(f"{file}: OK")
+    click.echo(f"{file}: OK (daq {version()})")
     click.echo(f"enterprise {cfg.enterprise.id} ({cfg.enterprise.name})")
     for gw, bus, dev in loaded.devices():
         profile = loaded.profiles[dev.profile]
