@@ -269,7 +269,7 @@ def _issue(journal: Any, ctx: Any, results: list[Any]) -> None:
 def calibrate_simulate(dut_port: int, ref_port: int, gain_ppm: float, offset_uv: float,
                        noise_uv: float) -> None:
     """Serve a simulated bench on 127.0.0.1: a multifunction calibrator and a DMM reading its
-    output with a known error (for config/procedures/dcv-10v.yaml)."""
+    output with a known error (for the built-in procedure dcv-10v)."""
     from simulators.calibrator import CalibratorSimulator, Source, SourcedDmmSimulator
     from simulators.instruments import InstrumentModel
 
