@@ -3,6 +3,9 @@ directory for state, and the sites' own profiles, procedures and periods over th
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,25 @@ def test_a_sites_periods_override_the_builtin_types_they_list(tmp_path: Path) ->
     assert merged.types["site_thing"].rules[0].period_months == 6
     assert set(merged.types) == set(builtin.types) | {"site_thing"}
     assert set(load_periods(own, over_builtin=False).types) == {"water_meter", "site_thing"}
+
+
+def test_calibrate_run_takes_a_procedure_id(tmp_path: Path) -> None:
+    """``daq calibrate run ID``: the site's ``--procedure-dir`` first (here a broken
+    ``dcv-10v.yaml``, whose error names it), then the built-ins; an unknown id is refused."""
+    (tmp_path / "dcv-10v.yaml").write_text("id: dcv-10v\ncolour: red\n", encoding="utf-8")
+
+    def daq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daq.cli", "calibrate", "run", *args],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                              env={**os.environ, "DAQ_REGISTRY": str(tmp_path / "r.sqlite")},
+                              check=False)
+
+    out = daq("dcv-10v", "--procedure-dir", str(tmp_path), "--yes")
+    assert out.returncode == 2
+    assert f"{tmp_path / 'dcv-10v.yaml'}:" in out.stderr
+    out = daq("prt-bath", "--procedure-dir", str(tmp_path), "--yes")  # built in: prompts
+    assert out.returncode == 2
+    assert "--yes runs unattended, but some setpoints prompt the technician" in out.stderr
+    out = daq("no-such-procedure")
+    assert out.returncode == 2
+    assert "no procedure of that id" in out.stderr
