@@ -143,6 +143,8 @@ def run_dashboard(opts: DashOptions, log: Callable[[str], None]) -> dict[str, An
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
+            while " INFO daq.dashboard: " in line:  # its first log line, the version
+                line = proc.stdout.readline()
             m = re.search(r"(http://\S+/)", line)
             if not m:
                 raise RuntimeError(f"dashboard did not start: {line}")

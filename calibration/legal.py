@@ -1,6 +1,9 @@
 """Legal-metrology data: default verification periods per instrument type
-(``config/verification-periods.yaml``) and the accuracy classes GB 17167 requires per energy
-type and measurement level (``config/gb17167-classes.yaml``).
+(``verification-periods.yaml``) and the accuracy classes GB 17167 requires per energy
+type and measurement level (``gb17167-classes.yaml``). Both are built in (``daq/data/``); a
+site's periods file lists only the instrument types it adds or changes and overrides the
+built-in rules of those types (:func:`load_periods`); a classes file replaces the built-in
+table whole (an edition is one regulation's table).
 
 Both files are data validated by pydantic models; errors read ``FILE:LINE: field: message``.
 Every figure carries its source and whether it could be confirmed from the regulation's text
@@ -19,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from calibration.errors import located
 from calibration.records import EnergyType, Instrument, MeasurementLevel
 from daq.config.yamlsrc import load_yaml, validated
+from daq.paths import builtin_data
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-DEFAULT_PERIODS = CONFIG_DIR / "verification-periods.yaml"
-DEFAULT_CLASSES = CONFIG_DIR / "gb17167-classes.yaml"
+DEFAULT_PERIODS = builtin_data("verification-periods.yaml")
+DEFAULT_CLASSES = builtin_data("gb17167-classes.yaml")
 
 
 class _Data(BaseModel):
@@ -169,9 +172,18 @@ def class_number(name: str) -> tuple[float, int]:
 
 
 @located
-def load_periods(file: str | Path = DEFAULT_PERIODS) -> VerificationPeriods:
-    """Load ``verification-periods.yaml``; :class:`SourceErrors` (FILE:LINE) on problems."""
-    return validated(VerificationPeriods, load_yaml(file, env={}))
+def load_periods(file: str | Path | None = None, *, over_builtin: bool = True
+                 ) -> VerificationPeriods:
+    """The verification periods: the built-in ones, with ``file``'s instrument types
+    replacing the built-in rules of the same type id and adding new ones
+    (``over_builtin=False``: ``file`` alone). :class:`SourceErrors` (FILE:LINE) on problems."""
+    builtin = validated(VerificationPeriods, load_yaml(DEFAULT_PERIODS, env={}))
+    if file is None or Path(file) == DEFAULT_PERIODS:
+        return builtin
+    own = validated(VerificationPeriods, load_yaml(file, env={}))
+    if not over_builtin:
+        return own
+    return VerificationPeriods(types={**builtin.types, **own.types})
 
 
 @located

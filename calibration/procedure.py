@@ -1,15 +1,18 @@
 """Calibration procedures as data: what to calibrate, against what, at which setpoints, how to
 decide conformity and which uncertainty contributions to add to the measured ones.
 
-A procedure is a YAML file (``config/procedures/*.yaml``) checked by the pydantic models
-below; unknown fields are errors and every error names ``FILE:LINE: field: message``
-(:func:`load_procedure`). Field by field documentation: ``docs/calibration-sessions.md``.
+A procedure is a YAML file checked by the pydantic models below (built in:
+``daq/data/procedures/<id>.yaml``; a site's own procedure folders override them by id,
+:func:`find_procedure`); unknown fields are errors and every error names
+``FILE:LINE: field: message`` (:func:`load_procedure`). Field by field documentation:
+``docs/calibration-sessions.md``.
 
 Pure: no I/O except reading the procedure file itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +29,7 @@ from daq.config.yamlsrc import (
     load_yaml_text,
     validated,
 )
+from daq.paths import builtin_data
 
 __all__ = [
     "Acceptance",
@@ -38,9 +42,12 @@ __all__ = [
     "Mpe",
     "Procedure",
     "Setpoint",
+    "find_procedure",
     "load_procedure",
     "procedure_from_text",
 ]
+
+BUILTIN_PROCEDURE_DIR = builtin_data("procedures")
 
 DriverKind = Literal["scpi-dmm", "prt-readout", "calibrator"]
 #: Driver kinds whose instrument is a source the software can command.
@@ -298,6 +305,16 @@ def procedure_from_located(loc: Located) -> Procedure:
     if found:
         raise SourceErrors(sorted((loc.error(p, m) for p, m in found), key=lambda e: e.line))
     return proc
+
+
+def find_procedure(name: str, dirs: Iterable[Path] = ()) -> Path | None:
+    """A procedure by id: ``<name>.yaml`` in the first of ``dirs`` (a site's own folders)
+    that has it, else the built-in one; None when there is none."""
+    for d in [*dirs, BUILTIN_PROCEDURE_DIR]:
+        candidate = d / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 @located

@@ -36,8 +36,8 @@ class MeterSpec:
 class MeterFleet(Served):
     """Meters started and stopped together; ``fleet[name]`` is one simulator.
 
-    Profiles are looked up in ``extra_profile_dirs`` first, then in the built-in
-    ``config/profiles``.
+    Profiles are looked up in ``extra_profile_dirs`` first, then in the built-in ones
+    (``daq/data/profiles``).
     """
 
     def __init__(self, specs: Iterable[MeterSpec], extra_profile_dirs: Iterable[Path] = ()) -> None:

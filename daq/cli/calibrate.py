@@ -19,7 +19,14 @@ from daq.config.yamlsrc import SourceErrors
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-SESSIONS_DIR = Path("var/sessions")
+
+
+def sessions_dir() -> Path:
+    """Session journals and reports: ``sessions/`` in the data directory (``var/sessions``
+    under the working directory where that exists and no data directory is set)."""
+    from daq.paths import state_path
+
+    return state_path("sessions")
 
 
 @click.group()
@@ -46,7 +53,11 @@ def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str | int | float]:
 
 
 @calibrate.command("run")
-@click.argument("procedure_file", metavar="PROCEDURE", type=click.Path(dir_okay=False))
+@click.argument("procedure_file", metavar="PROCEDURE")
+@click.option("--procedure-dir", "procedure_dirs", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="A folder of the site's own procedures (<id>.yaml), searched before the "
+                   "built-in ones when PROCEDURE is an id; repeatable.")
 @click.option("--dut", "dut_id", default=None, help="DUT instrument id (default: the procedure's).")
 @click.option("--ref", "ref_id", default=None,
               help="Reference instrument id (default: the procedure's).")
@@ -54,7 +65,7 @@ def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str | int | float]:
               help="Run unattended; refused when a setpoint needs the technician.")
 @click.option("--plain", is_flag=True, help="Plain lines instead of the live view (logs, CI).")
 @click.option("--journal", "journal_path", default=None, type=click.Path(dir_okay=False),
-              help="Session journal (default: var/sessions/SESSION.sqlite).")
+              help="Session journal (default: sessions/SESSION.sqlite in the data directory).")
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
               help="HTML report (default: next to the journal, SESSION.html).")
 @click.option("--certificate-id", default=None, help="Certificate id (default: CAL-SESSION).")
@@ -64,13 +75,20 @@ def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str | int | float]:
 def calibrate_run(procedure_file: str, dut_id: str | None, ref_id: str | None,
                   unattended: bool, plain: bool, journal_path: str | None,
                   report_path: str | None, certificate_id: str | None, env: tuple[str, ...],
-                  registry_path: str) -> None:
-    """Run the calibration PROCEDURE (YAML) on the DUT against the reference: a journaled
+                  registry_path: str, procedure_dirs: tuple[Path, ...]) -> None:
+    """Run the calibration PROCEDURE (a YAML file, or the id of a procedure in a
+    --procedure-dir or built in, e.g. dcv-10v) on the DUT against the reference: a journaled
     session that ends with a certificate in the registry and an HTML report."""
-    from calibration.procedure import load_procedure
+    from calibration.procedure import find_procedure, load_procedure
     from gateway.bench.journal import JournalError, SessionJournal
     from gateway.bench.runner import BenchError
 
+    if not Path(procedure_file).is_file():
+        found = find_procedure(procedure_file, procedure_dirs)
+        if found is None:
+            _fail(f"{procedure_file}: no such procedure file, and no procedure of that id "
+                  "in the --procedure-dir folders or built in")
+        procedure_file = str(found)
     proc = or_exit(load_procedure, procedure_file)
     dut = dut_id or proc.dut.instrument
     ref = ref_id or proc.reference.instrument
@@ -89,7 +107,8 @@ def calibrate_run(procedure_file: str, dut_id: str | None, ref_id: str | None,
         _fail(str(exc))
     now = dt.datetime.now(dt.UTC)
     session_id = f"{proc.id}-{dut}-{now:%Y%m%dT%H%M%SZ}"
-    journal_file = Path(journal_path) if journal_path else SESSIONS_DIR / f"{session_id}.sqlite"
+    journal_file = Path(journal_path) if journal_path else \
+        sessions_dir() / f"{session_id}.sqlite"
     report = Path(report_path) if report_path else journal_file.with_suffix(".html")
     meta = {
         "session_id": session_id,
@@ -116,13 +135,13 @@ def calibrate_run(procedure_file: str, dut_id: str | None, ref_id: str | None,
 @click.option("--yes", "unattended", is_flag=True, help="Run the rest unattended.")
 @click.option("--plain", is_flag=True, help="Plain lines instead of the live view.")
 def calibrate_resume(session: str, unattended: bool, plain: bool) -> None:
-    """Resume SESSION (a journal file, or a session id under var/sessions) at its first
-    unfinished setpoint; every reading already recorded is kept."""
+    """Resume SESSION (a journal file, or a session id in the data directory's sessions/) at
+    its first unfinished setpoint; every reading already recorded is kept."""
     from gateway.bench.journal import JournalError, SessionJournal
 
     path = Path(session)
     if not path.is_file():
-        path = SESSIONS_DIR / f"{session}.sqlite"
+        path = sessions_dir() / f"{session}.sqlite"
     try:
         journal = SessionJournal.open(path)
     except JournalError as exc:
@@ -250,7 +269,7 @@ def _issue(journal: Any, ctx: Any, results: list[Any]) -> None:
 def calibrate_simulate(dut_port: int, ref_port: int, gain_ppm: float, offset_uv: float,
                        noise_uv: float) -> None:
     """Serve a simulated bench on 127.0.0.1: a multifunction calibrator and a DMM reading its
-    output with a known error (for config/procedures/dcv-10v.yaml)."""
+    output with a known error (for the built-in procedure dcv-10v)."""
     from simulators.calibrator import CalibratorSimulator, Source, SourcedDmmSimulator
     from simulators.instruments import InstrumentModel
 

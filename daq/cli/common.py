@@ -37,13 +37,18 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
         sys.exit(0)
 
 
-DEFAULT_REGISTRY = "var/registry.sqlite"
 RECORDS_SUFFIXES = (".yaml", ".yml", ".json")
+REGISTRY_DEFAULT_HELP = ("$DAQ_REGISTRY, else registry.sqlite in the data directory, or "
+                         "var/registry.sqlite where that exists and no data directory is set")
 
 
 def registry_path_default() -> str:
-    """``$DAQ_REGISTRY``, else ``var/registry.sqlite`` (relative to the working directory)."""
-    return os.environ.get("DAQ_REGISTRY") or DEFAULT_REGISTRY
+    """``$DAQ_REGISTRY``, else ``registry.sqlite`` in the data directory
+    (:func:`daq.paths.state_path`: ``var/registry.sqlite`` under the working directory where
+    that exists and no data directory was chosen)."""
+    from daq.paths import state_path
+
+    return os.environ.get("DAQ_REGISTRY") or str(state_path("registry.sqlite"))
 
 
 def who() -> str:
@@ -55,8 +60,8 @@ def who() -> str:
 def registry_option(*, records_files: bool = False,
                     optional: bool = False) -> Callable[[F], F]:
     """The ``--registry FILE`` option of every command that reads calibration records; the
-    command gets the path as ``registry_path``, the default already applied: ``$DAQ_REGISTRY``,
-    else ``var/registry.sqlite``.
+    command gets the path as ``registry_path``, the default already applied
+    (:func:`registry_path_default`).
 
     ``records_files``: the command also reads a records file (.yaml/.yml/.json) directly
     (:func:`load_record_set`). ``optional``: the command runs without a registry too (the
@@ -65,8 +70,8 @@ def registry_option(*, records_files: bool = False,
     """
     what = ("Calibration registry (SQLite), or a records file (.yaml/.yml/.json) read "
             "directly" if records_files else "Calibration registry (SQLite)")
-    default = ("$DAQ_REGISTRY, else var/registry.sqlite if it exists, else none: no "
-               "traceability chains" if optional else "$DAQ_REGISTRY, else var/registry.sqlite")
+    default = (f"{REGISTRY_DEFAULT_HELP}; used only if it exists, else none: no "
+               "traceability chains" if optional else REGISTRY_DEFAULT_HELP)
 
     def resolve(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
         if value:

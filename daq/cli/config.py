@@ -1,4 +1,5 @@
-"""``daq config check FILE``: validate a site file and show what the gateways will do."""
+"""``daq config check FILE``: validate a site file and show what the gateways will do;
+``daq config example``: the built-in demo site, to start a site file from."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ def config_check(file: Path) -> None:
     On error, print FILE:LINE: field: message for every problem and exit 2.
     """
     from daq.config import Device, Dlt645Device
+    from daq.paths import version
     from drivers.modbus.plan import describe_plan, plan_device
 
     loaded = load_site(str(file))
     cfg = loaded.config
-    click.echo(f"{file}: OK")
+    click.echo(f"{file}: OK (daq {version()})")
     click.echo(f"enterprise {cfg.enterprise.id} ({cfg.enterprise.name})")
     for gw, bus, dev in loaded.devices():
         profile = loaded.profiles[dev.profile]
@@ -47,3 +49,12 @@ def config_check(file: Path) -> None:
     auth = f"user {m.username}" if m.username else "anonymous"
     click.echo(f"mqtt: {m.host}:{m.port} ({auth}{', TLS' if m.tls else ''})")
     click.echo(f"storage: {cfg.storage.kind}")
+
+
+@config.command("example")
+def config_example() -> None:
+    """Print the demo site (the one `daq demo` runs) to start a site file from:
+    daq config example > site.yaml. Its profiles are the built-in ones."""
+    from daq.paths import builtin_data
+
+    click.echo(builtin_data("demo.yaml").read_text(encoding="utf-8"), nl=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from daq.cli.common import EXIT_CONFIG, load_site, registry_option, run
+from daq.cli.logs import service_started
 from daq.config.yamlsrc import SourceErrors
 
 
@@ -64,6 +65,7 @@ def dashboard(config: str, host: str, port: int, registry_path: str | None, topi
     from gateway.dashboard.security import DashboardExposed, check_exposure
     from gateway.energy.accounting import EnergyRules
 
+    service_started("dashboard")
     token = read_token(token_file)
     try:
         check_exposure(host, token, read_only)

@@ -21,6 +21,7 @@ import click
 
 from daq.cli.common import EXIT_CONFIG, run
 from daq.config.yamlsrc import SourceErrors
+from daq.paths import builtin_data, data_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,8 +31,7 @@ if TYPE_CHECKING:
     from gateway.dashboard.terminal import LiveFeed
     from simulators.instruments import InstrumentModel
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO / "config" / "demo.yaml"
+DEFAULT_CONFIG = builtin_data("demo.yaml")
 DLT645_ADDRESS = "558890213594"
 DASHBOARD_PORT = 8080
 DEMO_METERS = (("sdm630", "incomer", 1), ("dtsu666", "furnace-1", 2),
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 @click.command()
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
-              help="Demo site config (default: config/demo.yaml).")
+              help="Demo site config (default: the built-in demo site, daq/data/demo.yaml).")
 @click.option("--plain", is_flag=True, help="Print a plain table every few seconds.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the web dashboard.")
 def demo(duration: float | None, config_file: str | None, plain: bool,
@@ -239,7 +239,8 @@ def _demo_registry(var: Path) -> Path:
 
 
 def _data_dir() -> Path:
-    var = Path(os.environ.get("DAQ_VAR", REPO / "var" / "demo")).resolve()
+    """The demo's files: ``$DAQ_VAR``, else ``demo/`` in the data directory."""
+    var = Path(os.environ.get("DAQ_VAR") or data_dir() / "demo").resolve()
     var.mkdir(parents=True, exist_ok=True)
     return var
 

@@ -9,6 +9,7 @@ import sys
 import click
 
 from daq.cli.common import load_site, run
+from daq.cli.logs import service_started
 
 
 @click.command()
@@ -18,6 +19,7 @@ def gateway(config_file: str, gateway_id: str | None) -> None:
     """Run a gateway: poll its devices and publish to MQTT through the durable outbox."""
     from gateway.acquisition.service import GatewayService
 
+    service_started("gateway")
     loaded = load_site(config_file)
 
     async def go() -> None:
@@ -39,6 +41,7 @@ def ingest(config_file: str, client_id: str | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    service_started("ingest")
     loaded = load_site(config_file)
     ing = Ingest(loaded, open_storage(loaded), client_id=client_id)
     ing.start()

@@ -34,9 +34,11 @@ def verify() -> None:
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "json", "csv"]))
 @click.option("--periods", "periods_path", default=None, type=click.Path(dir_okay=False),
-              help="Default periods (default: config/verification-periods.yaml).")
+              help="The site's own periods: the instrument types it lists override the "
+                   "built-in ones (daq/data/verification-periods.yaml).")
 @click.option("--classes", "classes_path", default=None, type=click.Path(dir_okay=False),
-              help="GB 17167 classes (default: config/gb17167-classes.yaml).")
+              help="GB 17167 classes, replacing the built-in table "
+                   "(daq/data/gb17167-classes.yaml).")
 @click.option("--edition", default=None, help="GB 17167 edition to check classes against "
               "(default: the one in force at --at).")
 def verify_status(registry_path: str, enterprise: str | None, at_date: Any,

@@ -1,4 +1,5 @@
-"""Device profiles: register maps as data (``config/profiles/*.yaml``), validated here.
+"""Device profiles: register maps as data (built in: ``daq/data/profiles/*.yaml``; a site's own
+in its ``profile_dirs``, which override the built-ins by id), validated here.
 
 A profile names a device model and lists its channels. For Modbus, each channel says where
 its value lives (function code, address), how it is encoded (data type, word and byte order)
@@ -25,8 +26,9 @@ from pydantic import (
 
 from daq.config.yamlsrc import Located, SourceError, SourceErrors, load_yaml, validation_errors
 from daq.model import ChannelMeta
+from daq.paths import builtin_data
 
-BUILTIN_PROFILE_DIR = Path(__file__).resolve().parents[2] / "config" / "profiles"
+BUILTIN_PROFILE_DIR = builtin_data("profiles")
 
 
 class DataType(StrEnum):
@@ -187,6 +189,8 @@ class Profile(_Strict):
 
 
 def profile_dirs(extra: Iterable[Path] = ()) -> list[Path]:
+    """Where profiles are looked up, first match wins: a site's own folders, then the built-ins
+    (so a site's ``<id>.yaml`` overrides the built-in profile of that id)."""
     return [*extra, BUILTIN_PROFILE_DIR]
 
 

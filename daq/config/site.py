@@ -299,7 +299,7 @@ class Calibration(_Strict):
     registry: str = "var/registry.sqlite"
     reload_s: Annotated[float, Field(gt=0)] = 5.0  # how often to look for registry changes
     verification_window_days: Annotated[int, Field(ge=0)] = 30  # "due soon" window
-    verification_periods: str | None = None  # default: config/verification-periods.yaml
+    verification_periods: str | None = None  # its types override the built-in periods'
 
 
 class Tls(_Strict):

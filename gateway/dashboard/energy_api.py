@@ -3,7 +3,8 @@ and enterprise, from the energy registers' stored samples (:mod:`gateway.energy.
 does the arithmetic; this module finds the meters, reads their samples and serves the result).
 
 * ``GET /api/energy?step=15min|hour|day|SECONDSs&date=YYYY-MM-DD`` (or ``from``/``to`` in ns);
-* ``GET /api/coefficients``: the conversion coefficients (``config/energy-coefficients.yaml``);
+* ``GET /api/coefficients``: the conversion coefficients (built in:
+  ``daq/data/energy-coefficients.yaml``);
 * today's totals per enterprise, recomputed every ``energy_refresh_s`` (and at once when a new
   meter appears) and pushed as an ``energy`` event.
 
@@ -21,7 +22,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from daq.config.yamlsrc import load_yaml
+from daq.paths import builtin_data
 from gateway.dashboard.history import History, HistoryUnavailable, Where
 from gateway.dashboard.options import DashboardOptions
 from gateway.dashboard.state import LiveState, channel_key, device_key
@@ -45,8 +46,7 @@ from gateway.storage.base import StorageError
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_COEFFICIENTS = REPO / "config" / "energy-coefficients.yaml"
+DEFAULT_COEFFICIENTS = builtin_data("energy-coefficients.yaml")
 STEPS = {"15min": 900, "hour": 3600, "day": 86_400}
 # what a storage can raise while the energy summary reads it (the history classes turn most
 # of it into HistoryUnavailable; the rest is the storage's own contract, files and SQLite)

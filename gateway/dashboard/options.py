@@ -19,7 +19,7 @@ class DashboardOptions:
     tz: str = "Asia/Shanghai"
     energy_channel: str = "energy_import"
     rules: EnergyRules = field(default_factory=lambda: EnergyRules(register_max=999_999.99))
-    coefficients: str | None = None  # default: config/energy-coefficients.yaml
+    coefficients: str | None = None  # default: the built-in daq/data/energy-coefficients.yaml
     stale_s: float = 30.0
     push_hz: float = 4.0
     energy_refresh_s: float = 30.0

@@ -377,10 +377,10 @@ class Coefficient:
 
 
 def parse_coefficients(loc: Located) -> dict[str, Coefficient]:
-    """Coefficients from ``config/energy-coefficients.yaml`` loaded with
-    :func:`daq.config.yamlsrc.load_yaml` (a mapping with ``coefficients:``, a list). Raises
-    :class:`~daq.config.yamlsrc.SourceErrors` (``FILE:LINE: field: message``) listing every
-    problem."""
+    """Coefficients from an energy-coefficients file (built in:
+    ``daq/data/energy-coefficients.yaml``) loaded with :func:`daq.config.yamlsrc.load_yaml`
+    (a mapping with ``coefficients:``, a list). Raises :class:`~daq.config.yamlsrc.SourceErrors`
+    (``FILE:LINE: field: message``) listing every problem."""
     data = loc.data
     if not isinstance(data, Mapping) or not isinstance(data.get("coefficients"), list):
         raise SourceErrors([loc.error(("coefficients",), "expected a list")])

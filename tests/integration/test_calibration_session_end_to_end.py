@@ -381,7 +381,7 @@ async def test_resume_after_sigkill_between_setpoints(tmp_path: Path) -> None:
 
 
 async def test_unattended_run_refuses_prompted_setpoints(tmp_path: Path) -> None:
-    code, _, err = await run_daq("calibrate", "run", str(REPO / "config/procedures/prt-bath.yaml"),
+    code, _, err = await run_daq("calibrate", "run", "prt-bath",  # the built-in procedure
                                  "--yes", "--plain", cwd=tmp_path)
     assert code == 2
     assert "--yes runs unattended, but some setpoints prompt the technician" in err

@@ -31,6 +31,17 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def url_line(proc: subprocess.Popen[str]) -> str:
+    """The line announcing the URL; the log lines before it (the service's first says its
+    version) are passed over."""
+    assert proc.stdout is not None
+    log = re.compile(r"^\d{4}-\d\d-\d\dT\S+ [A-Z]+ ")
+    line = proc.stdout.readline()
+    while log.match(line):
+        line = proc.stdout.readline()
+    return line
+
+
 def test_assets_reference_nothing_outside_the_dashboard() -> None:
     files = sorted(STATIC.iterdir())
     assert {f.name for f in files} >= {"index.html", "app.js", "app.css"}
@@ -70,7 +81,7 @@ storage: {{kind: historian, path: historian.sqlite}}
                {"DAQ_DASHBOARD_TOKEN": "s3cret"})
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = url_line(proc)
         m = re.search(r"daq dashboard on (http://127\.0\.0\.1:\d+/)", line)
         assert m, line + (proc.stdout.read() if proc.poll() is not None else "")
         url = m.group(1)
@@ -132,7 +143,7 @@ def test_the_token_file_may_come_from_the_environment(tmp_path: Path,
                {"DAQ_DASHBOARD_TOKEN_FILE": str(token), "DAQ_DASHBOARD_TOKEN": ""})
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = url_line(proc)
         m = re.search(r"daq dashboard on (http://127\.0\.0\.1:\d+/)", line)
         assert m, line + (proc.stdout.read() if proc.poll() is not None else "")
         url = m.group(1)
@@ -158,7 +169,7 @@ def test_a_read_only_dashboard_refuses_every_acknowledgement(tmp_path: Path,
                {"DAQ_DASHBOARD_TOKEN": "s3cret"})
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = url_line(proc)
         m = re.search(r"daq dashboard on (http://127\.0\.0\.1:\d+/)", line)
         assert m, line + (proc.stdout.read() if proc.poll() is not None else "")
         url = m.group(1)

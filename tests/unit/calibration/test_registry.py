@@ -162,7 +162,8 @@ def test_record_inserted_or_deleted_behind_the_back(reg: Registry) -> None:
 
 
 def _daq(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DAQ_USER": "carol"}
+    # the default registry is registry.sqlite in the data directory: var/ of the test's dir
+    env = {**os.environ, "DAQ_USER": "carol", "DAQ_HOME": str(cwd / "var")}
     env.pop("DAQ_REGISTRY", None)
     return subprocess.run([sys.executable, "-m", "daq.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, check=False)

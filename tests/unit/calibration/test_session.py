@@ -137,11 +137,11 @@ def test_cvd_fit_recovers_coefficients() -> None:
 
 
 def test_shipped_procedures_load() -> None:
-    dcv = load_procedure(REPO / "config/procedures/dcv-10v.yaml")
+    dcv = load_procedure(REPO / "daq/data/procedures/dcv-10v.yaml")
     assert dcv.commandable()
     assert 0.0 in [s.nominal for s in dcv.setpoints]
     assert min(s.nominal for s in dcv.setpoints) < 0
-    bath = load_procedure(REPO / "config/procedures/prt-bath.yaml")
+    bath = load_procedure(REPO / "daq/data/procedures/prt-bath.yaml")
     assert not bath.commandable()
     assert "50.000 °C" in bath.prompt(1)
 

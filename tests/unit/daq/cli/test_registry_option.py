@@ -1,5 +1,6 @@
-"""The one ``--registry`` option: given, else ``$DAQ_REGISTRY``, else ``var/registry.sqlite``;
-the dashboard's optional form gives None when neither is there."""
+"""The one ``--registry`` option: given, else ``$DAQ_REGISTRY``, else ``registry.sqlite`` in the
+data directory (``var/registry.sqlite`` where it exists and no data directory is chosen); the
+dashboard's optional form gives None when that file is not there."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from daq.cli.common import registry_option
+from daq.cli.common import REGISTRY_DEFAULT_HELP, registry_option
 from daq.cli.main import main
 
 
@@ -29,11 +30,19 @@ def test_the_default_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                           optional: bool) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DAQ_REGISTRY", raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAQ_HOME", str(home))
+    in_home = repr(str(home / "registry.sqlite"))
     assert resolved(["--registry", "x.sqlite"], optional=optional) == "'x.sqlite'"
-    assert resolved([], optional=optional) == ("None" if optional else
-                                                "'var/registry.sqlite'")
+    assert resolved([], optional=optional) == ("None" if optional else in_home)
+    home.mkdir()
+    (home / "registry.sqlite").touch()
+    assert resolved([], optional=optional) == in_home
+    # a checkout's var/registry.sqlite is still found, unless a data directory is chosen
     (tmp_path / "var").mkdir()
     (tmp_path / "var" / "registry.sqlite").touch()
+    assert resolved([], optional=optional) == in_home
+    monkeypatch.delenv("DAQ_HOME")
     assert resolved([], optional=optional) == "'var/registry.sqlite'"
     monkeypatch.setenv("DAQ_REGISTRY", "env.sqlite")
     assert resolved([], optional=optional) == "'env.sqlite'"
@@ -58,8 +67,7 @@ def test_every_command_says_the_same() -> None:
                           "calibrate run", "dashboard"}
     plain = {h for c, h in helps.items()
              if c not in ("verify status", "drift", "dashboard", "keys pin")}
-    assert plain == {"Calibration registry (SQLite) (default: $DAQ_REGISTRY, else "
-                     "var/registry.sqlite)."}
+    assert plain == {f"Calibration registry (SQLite) (default: {REGISTRY_DEFAULT_HELP})."}
     assert helps["verify status"] == helps["drift"]
     assert ".yaml/.yml/.json" in helps["drift"]
     assert "if it exists, else none" in helps["dashboard"]

@@ -155,7 +155,7 @@ def test_boundaries_of_a_dst_day_are_23_hours_apart() -> None:
 
 
 def test_coefficients_file_and_coal_conversion() -> None:
-    coeffs = parse_coefficients(load_yaml(REPO / "config" / "energy-coefficients.yaml"))
+    coeffs = parse_coefficients(load_yaml(REPO / "daq" / "data" / "energy-coefficients.yaml"))
     el = coeffs["electricity"]
     assert el.kgce_per_unit == 0.1229
     assert el.confirmed
