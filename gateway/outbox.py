@@ -28,7 +28,7 @@ from pathlib import Path
 
 from gateway.errors import GatewayError
 
-__all__ = ["Outbox", "OutboxError", "OutboxOpenError", "OutboxWriteError"]
+__all__ = ["Outbox", "OutboxError", "OutboxOpenError", "OutboxReadError", "OutboxWriteError"]
 
 _WAL_LIMIT_BYTES = 1 << 20  # the WAL is truncated to this after a checkpoint
 _CONVERT_MAX_ROWS = 1000  # an old file without auto_vacuum is converted when this small
@@ -45,6 +45,18 @@ class OutboxOpenError(OutboxError):
 class OutboxWriteError(OutboxError):
     """A write or delete was refused by the file system (full, read-only, I/O error); nothing
     of it was committed. Worth trying again later."""
+
+
+class OutboxReadError(OutboxError):
+    """A read failed (an I/O error of the file system). Worth trying again later."""
+
+
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+        raise OutboxReadError(f"{what}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -122,11 +134,12 @@ class Outbox:
     def pending(self, after_id: int, limit: int) -> list[tuple[int, str, bytes, bool]]:
         """Messages not yet acknowledged with id > after_id, oldest first:
         (id, topic, payload, retain)."""
-        cur = self._db.execute(
-            "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
-        )
-        return [(i, t, p, bool(r)) for i, t, p, r in cur.fetchall()]
+        with _reading("outbox read"):
+            cur = self._db.execute(
+                "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+            return [(i, t, p, bool(r)) for i, t, p, r in cur.fetchall()]
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove acknowledged messages (:class:`OutboxWriteError` if the disk refuses)."""
@@ -164,11 +177,13 @@ class Outbox:
         return removed
 
     def first_id(self) -> int | None:
-        row = self._db.execute("SELECT MIN(id) FROM outbox").fetchone()
+        with _reading("outbox read"):
+            row = self._db.execute("SELECT MIN(id) FROM outbox").fetchone()
         return None if row[0] is None else int(row[0])
 
     def count(self) -> int:
-        n: int = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        with _reading("outbox read"):
+            n: int = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         return n
 
     # space ---------------------------------------------------------------------------------

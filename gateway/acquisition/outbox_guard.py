@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from daq.alarms import Alarm, AlarmEvent, AlarmKind, Severity
 from daq.model import Reading
-from gateway.outbox import Outbox, OutboxWriteError
+from gateway.outbox import Outbox, OutboxError, OutboxWriteError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class OutboxGuard:
         self._retry_at = 0.0
         self._check_at = 0.0
         self._lost_logged_at = 0.0
+        self._upkeep_failing = False
+        self._drop_logged_at = 0.0
 
     # writes --------------------------------------------------------------------------------
     def commit(self, chunks: Sequence[Chunk]) -> int:
@@ -162,17 +164,25 @@ class OutboxGuard:
                 released = self.outbox.shrink()
                 log.info("gateway: the outbox gave %.1f MB back to the file system",
                          released / 1e6)
-        except OutboxWriteError as exc:
-            log.warning("gateway: outbox upkeep postponed: %s", exc)
+        except OutboxError as exc:  # a refused write or read: next time (said once)
+            if not self._upkeep_failing:
+                log.warning("gateway: outbox upkeep postponed: %s", exc)
+            self._upkeep_failing = True
+        else:
+            self._upkeep_failing = False
 
     def _cap(self) -> None:
         rows = readings = 0
+        low = True  # under half the cap (of bytes and of age): the outbox_full alarm clears
         if self.max_age_s is not None:
-            cutoff = time.time_ns() - int(self.max_age_s * 1e9)
+            now = time.time_ns()
+            cutoff = now - int(self.max_age_s * 1e9)
             oldest = self.outbox.oldest_created_ns(legal=False)
             if oldest is not None and oldest < cutoff:
                 n, r = self.outbox.drop_oldest(older_than_ns=cutoff)
                 rows, readings = rows + n, readings + r
+            oldest = self.outbox.oldest_created_ns(legal=False)
+            low = oldest is None or oldest > now - int(self.max_age_s * 0.5e9)
         over = False
         if self.max_bytes is not None:
             used = self.outbox.used_bytes()
@@ -183,15 +193,16 @@ class OutboxGuard:
                 n, r = self.outbox.drop_oldest(rows=max(1, int(excess / per_row) + 1))
                 rows, readings = rows + n, readings + r
                 over = self.outbox.used_bytes() > self.max_bytes
-            low = self.outbox.used_bytes() < self.max_bytes // 2
-        else:
-            low = True
+            low = low and self.outbox.used_bytes() < self.max_bytes // 2
         if rows:
             self.dropped_rows += rows
             self.dropped_readings += readings
-            log.error("gateway: outbox at its cap: dropped its %d oldest rows without legal "
-                      "readings (%d readings; %d rows, %d readings so far)", rows, readings,
-                      self.dropped_rows, self.dropped_readings)
+            mono = time.monotonic()
+            if not self._full_since_ns or mono - self._drop_logged_at >= 60.0:
+                self._drop_logged_at = mono  # at the start of an episode, then once a minute
+                log.error("gateway: outbox at its cap: dropping its oldest rows without legal "
+                          "readings (%d rows, %d readings dropped so far)", self.dropped_rows,
+                          self.dropped_readings)
             if not self._full_since_ns:
                 self._full_since_ns = time.time_ns()
         if over and not self.over_cap_legal:

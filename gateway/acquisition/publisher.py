@@ -42,7 +42,7 @@ import paho.mqtt.client as mqtt
 from daq.config import Delivery, LoadedConfig, MqttLogin
 from daq.payload import PayloadError, ack_topic, decode_ack
 from gateway.mqtt import LinkLog, Will, connect_async, make_client
-from gateway.outbox import Outbox, OutboxWriteError
+from gateway.outbox import Outbox, OutboxError, OutboxWriteError
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +181,20 @@ class Publisher:
 
     async def run(self) -> None:
         assert self._wake is not None, "call start() first"
+        failing = False
         while True:
-            self._settle()
-            sent = self._send() if self._connected.is_set() else 0
+            try:
+                self._settle()
+                sent = self._send() if self._connected.is_set() else 0
+            except OutboxError as exc:  # a read the disk refuses (I/O error): try again in 1 s
+                if not failing:
+                    log.error("gateway: %s; publishing again when the outbox can be read", exc)
+                failing, sent = True, 0
+                await asyncio.sleep(1.0)
+                continue
+            if failing:
+                log.warning("gateway: the outbox can be read again")
+                failing = False
             if sent:
                 continue
             self._wake.clear()
@@ -292,7 +303,7 @@ class Publisher:
                     if not self._inflight and not self._awaiting and self.outbox.count() == 0:
                         return True
                     await asyncio.sleep(0.02)
-        except TimeoutError:
+        except (TimeoutError, OutboxError):
             return False
 
     def stop(self, offline: tuple[str, bytes] | None = None) -> None:
@@ -308,4 +319,5 @@ class Publisher:
         self._connected.clear()  # a disconnect we asked for is not an outage
         self.client.disconnect()
         self.client.loop_stop()
-        self._settle()
+        with contextlib.suppress(OutboxError):  # kept in the outbox: sent at the next start
+            self._settle()

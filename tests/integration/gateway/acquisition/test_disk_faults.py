@@ -171,3 +171,62 @@ def test_a_read_only_outbox_directory_is_one_error_line_and_exit_1(tmp_path: Pat
     assert len(lines) == 1, done.stderr
     assert "cannot be opened for writing" in lines[0]
     assert "outbox.sqlite" in lines[0]
+
+
+async def test_a_restart_on_a_full_volume_sends_the_backlog_and_keeps_running(
+        tmp_path: Path) -> None:
+    """The crash loop as found: full volume, broker down, then a restart with the broker up
+    died in the DELETE of what storage confirmed. Now it sends, keeps polling, and deletes
+    later."""
+    async with MeterFleet([MeterSpec("sdm630", name="m")]) as fleet:
+        with small_volume(tmp_path / "vol", "2m") as vol:
+            port = free_port()
+            ent = unique()
+            loaded = site(tmp_path, fleet, ent, port, vol / "outbox.sqlite")
+            first = GatewayService(loaded)
+            filler = fill(vol, 150_000)
+            task = asyncio.create_task(first.run())
+            try:
+                await wait_for(lambda: first.guard.unwritable is not None, 60,
+                               "the outbox never filled the volume")
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            assert first.acquired > 0
+            with private_mosquitto(port=port):
+                pin_keys(loaded)
+                ingest = Ingest(loaded, open_storage(loaded))
+                ingest.start()
+                second = GatewayService(loaded)  # opens the outbox on the full volume
+                task = asyncio.create_task(second.run())
+                try:
+                    assert await asyncio.to_thread(ingest.wait_subscribed, 10)
+                    await wait_for(lambda: ingest.stats.written_readings >= first.acquired,
+                                   30, "the backlog did not arrive")
+                    polls = second.coordinators[0].state.polls
+                    await asyncio.sleep(2.0)
+                    assert not task.done()  # it did not die in the DELETE
+                    assert second.coordinators[0].state.polls >= polls + 10
+                    filler.unlink()
+                    await wait_for(lambda: second.guard.unwritable is None
+                                   and second.publisher.delete_error is None
+                                   and second.outbox.count() == 0, 30,
+                                   "the confirmed backlog was not deleted")
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    await wait_for(lambda: ingest.stats.written_readings
+                                   >= first.acquired + second.acquired, 30,
+                                   "not everything committed arrived")
+                finally:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    await asyncio.to_thread(ingest.stop)
+    hist = HistorianStorage(loaded.resolve("h.sqlite"))
+    try:
+        events = hist.count(channel=AlarmKind.OUTBOX_UNWRITABLE)
+        assert hist.count() - events == first.acquired + second.acquired
+    finally:
+        hist.close()
