@@ -203,9 +203,13 @@ class Outbox:
         return total
 
     def oldest_created_ns(self, *, legal: bool | None = None) -> int | None:
+        """When the oldest row (of that ``legal`` status) was created; ids follow creation, so
+        this reads from the start of the table, not the whole of it."""
         where = "" if legal is None else f" WHERE legal = {int(legal)}"
-        row = self._db.execute(f"SELECT MIN(created_ns) FROM outbox{where}").fetchone()
-        return None if row[0] is None else int(row[0])
+        with _reading("outbox read"):
+            row = self._db.execute(
+                f"SELECT created_ns FROM outbox{where} ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
 
     def drop_oldest(self, *, rows: int = 0, older_than_ns: int | None = None
                     ) -> tuple[int, int]:

@@ -6,9 +6,9 @@
   the oldest batches are lost — counted (``lost_readings``, ``lost_legal``) and logged, never
   silently. While the outbox refuses writes :meth:`OutboxGuard.alarms` holds an
   ``outbox_unwritable`` alarm; the first write that succeeds clears it and logs the recovery.
-* **The cap** (``outbox_max_mb``, ``outbox_max_age_h``): checked every ``check_s``; beyond it
-  the oldest rows holding no legal reading are dropped (an outage's oldest backlog goes,
-  the newest stays; docs/durability.md says why), counted and logged, and ``outbox_full`` is
+* **The cap** (``outbox_max_mb`` after every commit, ``outbox_max_age_h`` every ``check_s``):
+  beyond it the oldest rows holding no legal reading are dropped (an outage's oldest backlog
+  goes, the newest stays; docs/durability.md says why), counted and logged, and ``outbox_full`` is
   raised until the backlog is back under half the cap. Rows holding legal readings are never
   dropped: if only they are left the cap is exceeded, said once in the log and in the alarm.
 * **Space after an outage**: when more than half the file is free pages (and at least
@@ -90,9 +90,12 @@ class OutboxGuard:
         if self.held and (self.unwritable is None or now >= self._retry_at):
             committed = self._write_held(now)
         self._bound(now)
-        if self.unwritable is None and now >= self._check_at:
-            self._check_at = now + self.check_s
-            self.maintain()
+        if self.unwritable is None:
+            if now >= self._check_at:  # the age cap and the shrink: once every check_s
+                self._check_at = now + self.check_s
+                self.maintain(age=True)
+            elif committed and self.max_bytes is not None:
+                self.maintain(age=False)  # the byte cap at every commit: three PRAGMAs
         return committed
 
     def _write_held(self, now: float) -> int:
@@ -155,10 +158,13 @@ class OutboxGuard:
         return n
 
     # the cap and the space -----------------------------------------------------------------
-    def maintain(self) -> None:
-        """Apply the cap and give free space back; a refused write here is tried next time."""
+    def maintain(self, *, age: bool = True) -> None:
+        """Apply the cap and (with ``age``: the age cap and) give free space back; a refused
+        write here is tried next time."""
         try:
-            self._cap()
+            self._cap(age=age)
+            if not age:
+                return
             free = self.outbox.free_bytes()
             if free >= self.shrink_min_bytes and free > self.outbox.used_bytes():
                 released = self.outbox.shrink()
@@ -171,10 +177,12 @@ class OutboxGuard:
         else:
             self._upkeep_failing = False
 
-    def _cap(self) -> None:
+    def _cap(self, *, age: bool) -> None:
         rows = readings = 0
         low = True  # under half the cap (of bytes and of age): the outbox_full alarm clears
-        if self.max_age_s is not None:
+        if self.max_age_s is not None and not age:
+            low = False  # not looked at now
+        elif self.max_age_s is not None:
             now = time.time_ns()
             cutoff = now - int(self.max_age_s * 1e9)
             oldest = self.outbox.oldest_created_ns(legal=False)
@@ -185,14 +193,18 @@ class OutboxGuard:
             low = oldest is None or oldest > now - int(self.max_age_s * 0.5e9)
         over = False
         if self.max_bytes is not None:
+            target = int(self.max_bytes * 0.9)  # room for a while: not at every check
             used = self.outbox.used_bytes()
-            if used > self.max_bytes:
-                count = max(1, self.outbox.count())
-                per_row = used / count
-                excess = used - int(self.max_bytes * 0.9)  # room for a while: not every check
-                n, r = self.outbox.drop_oldest(rows=max(1, int(excess / per_row) + 1))
+            for _ in range(8):  # pages are not freed row by row: estimate, drop, look again
+                if used <= (target if rows else self.max_bytes):
+                    break
+                per_row = used / max(1, self.outbox.count())
+                n, r = self.outbox.drop_oldest(rows=max(1, int((used - target) / per_row) + 1))
+                if not n:
+                    break  # legal rows only
                 rows, readings = rows + n, readings + r
-                over = self.outbox.used_bytes() > self.max_bytes
+                used = self.outbox.used_bytes()
+            over = used > self.max_bytes
             low = low and self.outbox.used_bytes() < self.max_bytes // 2
         if rows:
             self.dropped_rows += rows

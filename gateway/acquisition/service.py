@@ -165,7 +165,9 @@ class GatewayService:
 
     def _chunk(self, polls: list[list[Reading]],
                events: list[tuple[str, AlarmEvent]]) -> Chunk:
-        legal = any(self.guard.is_legal(r) for p in polls for r in p)
+        # kept by the cap: legal readings, and alarm events (a dropped "raised" would leave
+        # storage's alarm history without its start)
+        legal = bool(events) or any(self.guard.is_legal(r) for p in polls for r in p)
         return Chunk(polls, events, legal)
 
     def _write(self, chunk: Chunk) -> None:
@@ -230,6 +232,8 @@ class GatewayService:
         while not self._queue.empty():
             batch.append(self._queue.get_nowait())
         self._commit(batch)
+        if self._carried:  # alarm events of that last commit's own outbox alarms
+            self._commit([])
         self.guard.lose_held()  # what the outbox still refuses at a stop: said, counted
         if self.publisher.connected:
             flusher = asyncio.create_task(self.publisher.run(), name="mqtt-final-flush")

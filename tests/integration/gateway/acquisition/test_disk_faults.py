@@ -134,8 +134,10 @@ async def test_a_full_volume_with_the_broker_down_alarms_keeps_polling_and_recov
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
-                        await wait_for(lambda: ingest.stats.written_readings >= gw.acquired,
-                                       30, "not everything committed arrived")
+                        await wait_for(  # the readings and the alarm's two events
+                            lambda: ingest.stats.written_readings >= gw.acquired
+                            and ingest.stats.written_alarm_events >= 2, 30,
+                            "not everything committed arrived")
                     finally:
                         await asyncio.to_thread(ingest.stop)
             finally:
@@ -228,5 +230,58 @@ async def test_a_restart_on_a_full_volume_sends_the_backlog_and_keeps_running(
     try:
         events = hist.count(channel=AlarmKind.OUTBOX_UNWRITABLE)
         assert hist.count() - events == first.acquired + second.acquired
+    finally:
+        hist.close()
+
+
+async def test_the_cap_bounds_the_outbox_during_an_outage_and_says_so(tmp_path: Path) -> None:
+    """``outbox_max_mb`` with the broker down: the oldest rows go (counted), the file stays
+    near the cap, ``outbox_full`` is seen on MQTT when the broker returns, and what was kept
+    arrives."""
+    async with MeterFleet([MeterSpec("sdm630", name="m")]) as fleet:
+        port = free_port()
+        ent = unique()
+        loaded = site(tmp_path, fleet, ent, port, tmp_path / "outbox.sqlite",
+                      extra="    outbox_max_mb: 0.1\n")
+        gw = GatewayService(loaded)
+        task = asyncio.create_task(gw.run())
+        try:
+            await wait_for(lambda: gw.guard.dropped_rows > 0, 60, "the cap never dropped")
+            await asyncio.sleep(2.0)
+            # checked after every commit: over by one commit's rows at most (~5 kB each here)
+            assert gw.outbox.used_bytes() <= 100_000 + 16_384
+            assert gw.guard.dropped_readings > 0
+            with private_mosquitto(port=port), \
+                    alarm_states("127.0.0.1", port, f"daq/{ent}/gw-1/m/alarms") as states:
+                pin_keys(loaded)
+                ingest = Ingest(loaded, open_storage(loaded))
+                ingest.start()
+                try:
+                    assert await asyncio.to_thread(ingest.wait_subscribed, 10)
+                    await wait_for(lambda: any(a.kind == AlarmKind.OUTBOX_FULL
+                                               for s in states for a in s.alarms), 20,
+                                   "outbox_full was not seen on MQTT")
+                    await wait_for(lambda: bool(states) and not any(
+                        a.kind == AlarmKind.OUTBOX_FULL for a in states[-1].alarms), 20,
+                        "outbox_full did not clear")
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    kept = gw.acquired - gw.guard.dropped_readings
+                    await wait_for(lambda: ingest.stats.written_readings >= kept
+                                   and ingest.stats.written_alarm_events >= 2, 30,
+                                   "what the cap kept did not arrive")  # + the 2 events
+                finally:
+                    await asyncio.to_thread(ingest.stop)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    hist = HistorianStorage(loaded.resolve("h.sqlite"))
+    try:
+        events = hist.count(channel=AlarmKind.OUTBOX_FULL)
+        assert events == 2  # raised, cleared
+        # every reading acquired is either in storage or counted as dropped by the cap
+        assert hist.count() - events == gw.acquired - gw.guard.dropped_readings
     finally:
         hist.close()
