@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from daq.alarms import AlarmKind
 from daq.model import Reading
 from gateway.acquisition.outbox_guard import Chunk, OutboxGuard
-from gateway.outbox import Outbox, OutboxWriteError
+from gateway.outbox import Outbox, OutboxOpenError, OutboxWriteError
 
 
 def reading(device: str = "m", *, cert: str | None = None) -> Reading:
@@ -101,3 +103,38 @@ def test_a_refused_write_is_held_in_order_bounded_and_counted(tmp_path: Path) ->
     assert written == [3, 1]
     assert guard.unwritable is None
     assert guard.alarms() == []
+
+
+def test_an_outbox_that_cannot_be_opened_is_one_typed_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    with pytest.raises(OutboxOpenError, match=r"not-a-dir.*cannot be opened for writing"):
+        Outbox(tmp_path / "not-a-dir" / "o.sqlite")
+
+
+def test_legal_readings_are_those_under_a_certificate_a_verification_or_a_registry_device(
+        tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.sqlite")
+    guard = OutboxGuard(ob, writer(ob), legal_devices=frozenset({"meter"}))  # type: ignore[arg-type]
+    assert guard.is_legal(reading(cert="C1"))
+    assert guard.is_legal(reading("meter"))
+    verified = Reading(ts_ns=1, enterprise="e", gateway="g", device="x", channel="c",
+                       quantity="energy", unit="kWh", value=1.0, verification="due_soon")
+    assert guard.is_legal(verified)
+    assert not guard.is_legal(reading("x"))
+
+
+def test_an_old_outbox_file_gains_the_new_columns_and_incremental_vacuum(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+               " payload BLOB NOT NULL, retain INTEGER NOT NULL DEFAULT 0)")
+    db.execute("INSERT INTO outbox(topic, payload) VALUES ('t', x'00')")
+    db.commit()
+    db.close()
+    ob = Outbox(path)
+    assert ob.count() == 1
+    assert ob._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    assert ob.drop_oldest(rows=5) == (1, 0)
