@@ -195,16 +195,18 @@ class OutboxGuard:
         if self.max_bytes is not None:
             target = int(self.max_bytes * 0.9)  # room for a while: not at every check
             used = self.outbox.used_bytes()
+            legal_only = False
             for _ in range(8):  # pages are not freed row by row: estimate, drop, look again
                 if used <= (target if rows else self.max_bytes):
                     break
                 per_row = used / max(1, self.outbox.count())
                 n, r = self.outbox.drop_oldest(rows=max(1, int((used - target) / per_row) + 1))
                 if not n:
-                    break  # legal rows only
+                    legal_only = True
+                    break
                 rows, readings = rows + n, readings + r
                 used = self.outbox.used_bytes()
-            over = used > self.max_bytes
+            over = legal_only and used > self.max_bytes  # else: dropped in the next pass
             low = low and self.outbox.used_bytes() < self.max_bytes // 2
         if rows:
             self.dropped_rows += rows
