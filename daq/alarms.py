@@ -47,6 +47,11 @@ class AlarmKind(StrEnum):
     DRIFT = "drift"  # a drift detector fired on a channel against its check standard
     STUCK = "stuck"
     OUT_OF_RANGE = "out_of_range"
+    # the gateway's outbox refuses writes (disk full, read-only, I/O error): polls are held in
+    # memory, then lost; raised on every device of the gateway (docs/durability.md)
+    OUTBOX_UNWRITABLE = "outbox_unwritable"
+    # the outbox reached its configured cap: the oldest rows without legal readings dropped
+    OUTBOX_FULL = "outbox_full"
 
 
 class Severity(StrEnum):

@@ -18,12 +18,18 @@ from daq.cli.logs import service_started
 def gateway(config_file: str, gateway_id: str | None) -> None:
     """Run a gateway: poll its devices and publish to MQTT through the durable outbox."""
     from gateway.acquisition.service import GatewayService
+    from gateway.outbox import OutboxOpenError
 
     service_started("gateway")
     loaded = load_site(config_file)
 
     async def go() -> None:
-        await GatewayService(loaded, gateway_id).run()
+        try:
+            service = GatewayService(loaded, gateway_id)
+        except OutboxOpenError as exc:  # e.g. a read-only directory: one line, exit 1
+            click.echo(f"daq gateway: {exc}", err=True)
+            sys.exit(1)
+        await service.run()
 
     run(go())
 

@@ -283,6 +283,13 @@ class MqttLogin(_Strict):
 class Gateway(_Strict):
     id: Id
     outbox: str = "var/{gateway}-outbox.sqlite"
+    # the outbox's cap (docs/durability.md, "A full or read-only disk"): beyond it the oldest
+    # rows without legal readings are dropped (counted, logged, alarmed); legal ones never are
+    outbox_max_mb: Annotated[float, Field(gt=0)] | None = None
+    outbox_max_age_h: Annotated[float, Field(gt=0)] | None = None
+    # readings held in memory while the outbox cannot be written; beyond, the oldest are lost
+    # (counted, logged, alarmed)
+    outbox_hold_readings: Annotated[int, Field(ge=0, le=10_000_000)] = 200_000
     # the gateway's Ed25519 private key (PEM); made at first start when missing. Its public
     # key must be pinned in the ingest's registry (daq keys pin)
     signing_key: str = "var/{gateway}-signing.key"

@@ -21,7 +21,15 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from daq.alarms import Alarm, AlarmBook, AlarmKind, Severity, alarms_topic, encode_alarms
+from daq.alarms import (
+    Alarm,
+    AlarmBook,
+    AlarmEvent,
+    AlarmKind,
+    Severity,
+    alarms_topic,
+    encode_alarms,
+)
 from daq.model import Reading, Reason, split_reasons
 from gateway.acquisition.poller import DeviceState
 
@@ -76,6 +84,26 @@ class AlarmSupervisor:
         return (alarms_topic(self.enterprise, self.gateway, device),
                 encode_alarms(self.enterprise, self.gateway, device, now_ns, book.active,
                               events))
+
+    def gateway_wide(self, kinds: Iterable[str], desired: Sequence[Alarm], now_ns: int
+                     ) -> list[tuple[str, bytes, list[AlarmEvent]]]:
+        """Make the active alarms of ``kinds`` exactly ``desired`` on every device (an alarm of
+        the gateway as a whole, e.g. its outbox); the retained messages of the devices whose
+        state changed, with their events."""
+        out: list[tuple[str, bytes, list[AlarmEvent]]] = []
+        for device, book in self.books.items():
+            book.reconcile(kinds, desired, now_ns)
+            if not book.changed():
+                continue
+            self._unpublished.discard(device)
+            events = book.drain()
+            for e in events:
+                log.warning("%s: alarm %s %s: %s", device, e.alarm.key, e.action,
+                            e.alarm.reason)
+            out.append((alarms_topic(self.enterprise, self.gateway, device),
+                        encode_alarms(self.enterprise, self.gateway, device, now_ns,
+                                      book.active, events), events))
+        return out
 
     def _from_readings(self, device: str, readings: Sequence[Reading],
                        now_ns: int) -> list[Alarm]:

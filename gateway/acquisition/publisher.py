@@ -16,6 +16,11 @@ most ``max_rate`` per second, replays included: the broker's queue for a slow or
 never holds more than that (Mosquitto drops QoS 1 messages beyond ``max_queued_messages``,
 1 000 by default). The rest waits on disk, so a long outage costs disk, not memory.
 
+A confirmed row whose DELETE the disk refuses (a full disk: a DELETE needs WAL space too) is
+kept and deleted at a later try, once a second: the publisher goes on sending, the rows may
+be sent again after a reconnect (harmless), and :attr:`Publisher.delete_error` says why until
+a delete succeeds.
+
 Retained state (device meta, alarm state, status) is kept in memory, newest per topic, and
 sent again at every connect: it describes now, not history.
 
@@ -37,7 +42,7 @@ import paho.mqtt.client as mqtt
 from daq.config import Delivery, LoadedConfig, MqttLogin
 from daq.payload import PayloadError, ack_topic, decode_ack
 from gateway.mqtt import LinkLog, Will, connect_async, make_client
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, OutboxError, OutboxWriteError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,10 @@ class Publisher:
         self.published = 0
         self.acknowledged = 0  # rows removed from the outbox (confirmed)
         self.resent = 0
+        self._undeleted: list[tuple[int, int]] = []  # confirmed, DELETE refused: try again
+        self._delete_at = 0.0
+        self.delete_error: str | None = None  # why confirmed rows cannot be deleted, while so
+        self.delete_error_ns = 0
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
@@ -172,9 +181,20 @@ class Publisher:
 
     async def run(self) -> None:
         assert self._wake is not None, "call start() first"
+        failing = False
         while True:
-            self._settle()
-            sent = self._send() if self._connected.is_set() else 0
+            try:
+                self._settle()
+                sent = self._send() if self._connected.is_set() else 0
+            except OutboxError as exc:  # a read the disk refuses (I/O error): try again in 1 s
+                if not failing:
+                    log.error("gateway: %s; publishing again when the outbox can be read", exc)
+                failing, sent = True, 0
+                await asyncio.sleep(1.0)
+                continue
+            if failing:
+                log.warning("gateway: the outbox can be read again")
+                failing = False
             if sent:
                 continue
             self._wake.clear()
@@ -228,15 +248,14 @@ class Publisher:
                 self._awaiting[row] = time.monotonic()
             else:
                 confirmed.append(row)
-        if confirmed:
-            self.outbox.ack(confirmed)
-            self.acknowledged += len(confirmed)
+        self._undeleted += [(row, row) for row in confirmed]
         while self._acks:
             ranges = self._acks.popleft()
-            self.acknowledged += self.outbox.ack_ranges(ranges)
+            self._undeleted += ranges
             for first, last in ranges:
                 for row in [r for r in self._awaiting if first <= r <= last]:
                     del self._awaiting[row]
+        self._delete()
         if self._awaiting and not self._rewind:
             oldest = min(self._awaiting.values())
             if time.monotonic() - oldest > self.delivery.ack_timeout_s:
@@ -253,6 +272,28 @@ class Publisher:
             self._awaiting.clear()
             self._inflight.clear()
 
+    def _delete(self) -> None:
+        """Delete the confirmed rows; if the disk refuses, keep them and try again in 1 s."""
+        if not self._undeleted or (self.delete_error is not None
+                                   and time.monotonic() < self._delete_at):
+            return
+        if self.delete_error is not None:  # give the WAL's space back first
+            with contextlib.suppress(OutboxWriteError):
+                self.outbox.checkpoint()
+        try:
+            self.acknowledged += self.outbox.ack_ranges(self._undeleted)
+        except OutboxWriteError as exc:
+            if self.delete_error is None:
+                self.delete_error_ns = time.time_ns()
+                log.error("gateway: %s; the confirmed rows are kept and deleted later", exc)
+            self.delete_error = str(exc)
+            self._delete_at = time.monotonic() + 1.0
+            return
+        self._undeleted = []
+        if self.delete_error is not None:
+            log.warning("gateway: confirmed rows can be deleted from the outbox again")
+            self.delete_error = None
+
     async def flush(self, timeout_s: float) -> bool:
         """Wait until everything in the outbox is confirmed (or the timeout passes)."""
         try:
@@ -262,7 +303,7 @@ class Publisher:
                     if not self._inflight and not self._awaiting and self.outbox.count() == 0:
                         return True
                     await asyncio.sleep(0.02)
-        except TimeoutError:
+        except (TimeoutError, OutboxError):
             return False
 
     def stop(self, offline: tuple[str, bytes] | None = None) -> None:
@@ -278,4 +319,5 @@ class Publisher:
         self._connected.clear()  # a disconnect we asked for is not an outage
         self.client.disconnect()
         self.client.loop_stop()
-        self._settle()
+        with contextlib.suppress(OutboxError):  # kept in the outbox: sent at the next start
+            self._settle()

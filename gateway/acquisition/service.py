@@ -3,6 +3,11 @@
 Queue policy: the queue between the pollers and the outbox writer holds ``queue_size``
 device polls. When it is full a poller waits (back-pressure), so its next poll comes late
 and skips ticks rather than piling up memory; nothing already acquired is dropped.
+
+An outbox that refuses writes (disk full, read-only, I/O error) stops nothing: polls go on,
+are held in memory up to a bound and written when the disk takes them again, and an
+``outbox_unwritable`` alarm goes out as retained state, which does not need the outbox
+(:mod:`gateway.acquisition.outbox_guard`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,14 @@ import asyncio
 import logging
 
 from calibration.legal import load_periods
-from daq.alarms import AlarmEvent, AlarmPayloadError, decode_alarms
+from daq.alarms import (
+    Alarm,
+    AlarmEvent,
+    AlarmKind,
+    AlarmPayloadError,
+    Severity,
+    decode_alarms,
+)
 from daq.config import LoadedConfig
 from daq.model import Reading, now_ns
 from daq.payload import data_topic, encode_batch, encode_meta, meta_topic, status_topic
@@ -20,6 +32,7 @@ from gateway.acquisition.alarming import AlarmSource, AlarmSupervisor
 from gateway.acquisition.calibration_stage import CalibrationStage
 from gateway.acquisition.driftwatch import DriftWatch
 from gateway.acquisition.identity import gateway_signer
+from gateway.acquisition.outbox_guard import OUTBOX_KINDS, Chunk, OutboxGuard
 from gateway.acquisition.poller import DeviceCoordinator, build_coordinators
 from gateway.acquisition.publisher import Publisher
 from gateway.mqtt import Will, unique_client_id
@@ -96,6 +109,15 @@ class GatewayService:
         self._topic = data_topic(self.enterprise, self.config.id)
         self._pending: list[list[Reading] | _Retained] = []  # taken, not yet committed
         self.acquired = 0  # readings put into the outbox
+        legal_devices = frozenset(d for d in by_device
+                                  if by_device[d] or any(by_channel[d].values()))
+        cfg = self.config
+        self.guard = OutboxGuard(
+            self.outbox, self._write, hold_readings=cfg.outbox_hold_readings,
+            max_bytes=None if cfg.outbox_max_mb is None else int(cfg.outbox_max_mb * 1e6),
+            max_age_s=None if cfg.outbox_max_age_h is None else cfg.outbox_max_age_h * 3600,
+            legal_devices=legal_devices)
+        self._carried: list[tuple[str, AlarmEvent]] = []  # outbox alarm events for storage
 
     async def _enqueue(self, readings: list[Reading]) -> None:
         if self.calibration is not None:
@@ -114,7 +136,7 @@ class GatewayService:
         (``daq.data/2``, at most ``batch_max_readings`` readings each), one outbox row and one
         sequence number each; alarm state goes to the publisher as retained state."""
         polls: list[list[Reading]] = []
-        events: list[tuple[str, AlarmEvent]] = []
+        events, self._carried = self._carried, []
         for item in batch:
             if isinstance(item, _Retained):
                 self.publisher.set_retained(item.topic, item.payload)
@@ -127,30 +149,59 @@ class GatewayService:
             else:
                 polls.append(item)
         limit = self.config.delivery.batch_max_readings
+        chunks: list[Chunk] = []
         chunk: list[list[Reading]] = []
         size = 0
         for poll in polls:
             if chunk and size + len(poll) > limit:
-                self._put(chunk, events)
+                chunks.append(self._chunk(chunk, events))
                 chunk, size, events = [], 0, []
             chunk.append(poll)
             size += len(poll)
         if chunk or events:
-            self._put(chunk, events)
+            chunks.append(self._chunk(chunk, events))
+        self.guard.commit(chunks)  # what the outbox refuses is held and tried again
+        self._outbox_alarms()
 
-    def _put(self, polls: list[list[Reading]], events: list[tuple[str, AlarmEvent]]) -> None:
+    def _chunk(self, polls: list[list[Reading]],
+               events: list[tuple[str, AlarmEvent]]) -> Chunk:
+        # kept by the cap: legal readings, and alarm events (a dropped "raised" would leave
+        # storage's alarm history without its start)
+        legal = bool(events) or any(self.guard.is_legal(r) for p in polls for r in p)
+        return Chunk(polls, events, legal)
+
+    def _write(self, chunk: Chunk) -> None:
         def signed(seq: int) -> tuple[str, bytes]:
             body = encode_batch(self.enterprise, self.config.id, self.outbox.epoch, seq,
-                                polls, events)
+                                chunk.polls, chunk.events)
             return self._topic, self.signer.sign(body)
 
-        self.outbox.put(signed)
-        self.acquired += sum(len(p) for p in polls)
+        self.outbox.put(signed, legal=chunk.legal, readings=chunk.readings)
+        self.acquired += chunk.readings
+
+    def _outbox_alarms(self) -> None:
+        """Raise or clear the outbox's alarms on every device: retained state straight to the
+        publisher (no outbox needed), the events to storage with the next batch."""
+        desired = self.guard.alarms()
+        if self.publisher.delete_error is not None and self.guard.unwritable is None:
+            desired.append(Alarm(AlarmKind.OUTBOX_UNWRITABLE, self.publisher.delete_error_ns,
+                                 f"{self.publisher.delete_error[:160]}; confirmed rows are "
+                                 "kept until they can be deleted", Severity.CRITICAL))
+        for topic, payload, events in self.alarms.gateway_wide(OUTBOX_KINDS, desired,
+                                                               now_ns()):
+            self.publisher.set_retained(topic, payload)
+            device = topic.split("/")[3]
+            self._carried += [(device, e) for e in events]
 
     async def _writer(self) -> None:
-        """Batch device polls into outbox commits (one transaction per commit interval)."""
+        """Batch device polls into outbox commits (one transaction per commit interval); at
+        least once a second without polls too (held polls are retried, the cap applied)."""
         while True:
-            self._pending.append(await self._queue.get())
+            try:
+                async with asyncio.timeout(1.0):
+                    self._pending.append(await self._queue.get())
+            except TimeoutError:
+                pass
             await asyncio.sleep(self.commit_interval_s)
             while not self._queue.empty():
                 self._pending.append(self._queue.get_nowait())
@@ -181,6 +232,9 @@ class GatewayService:
         while not self._queue.empty():
             batch.append(self._queue.get_nowait())
         self._commit(batch)
+        if self._carried:  # alarm events of that last commit's own outbox alarms
+            self._commit([])
+        self.guard.lose_held()  # what the outbox still refuses at a stop: said, counted
         if self.publisher.connected:
             flusher = asyncio.create_task(self.publisher.run(), name="mqtt-final-flush")
             await self.publisher.flush(2.0)
