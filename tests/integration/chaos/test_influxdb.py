@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from daq.payload import decode_unverified
+from gateway.outbox import Outbox
 from simulators.fleet import MeterFleet
 from tests.integration.chaos import scenario
-from tests.integration.chaos.ledger import Row, books, catch_up, drain, make_site, record
+from tests.integration.chaos.ledger import Row, Site, books, catch_up, drain, make_site, record
 from tests.services import restartable_influxdb, restartable_mosquitto
 
 pytestmark = pytest.mark.services
@@ -31,6 +33,8 @@ async def test_influxdb_killed_for_a_while(meters: MeterFleet, tmp_path: Path) -
                 await asyncio.sleep(OUTAGE_S)
                 spooled = ing.stats.spooled_messages
                 assert spooled > 0
+                held = spooled_seqs(site)  # each message once, however often it was resent
+                assert len(held) == len(set(held)) == spooled
                 await asyncio.to_thread(influx.start)
                 catch = await catch_up(site)
                 await asyncio.sleep(1.0)
@@ -38,4 +42,14 @@ async def test_influxdb_killed_for_a_while(meters: MeterFleet, tmp_path: Path) -
             duplicates = ing.stats.duplicates
         b = books(site)
     record(Row(f"InfluxDB killed {OUTAGE_S:.0f} s", b, duplicates, catch,
-               f"{spooled} messages spooled; catch-up includes the replay back-off"))
+               f"{spooled} messages spooled, {ing.stats.resends_not_spooled} resends not "
+               "spooled again; catch-up includes the replay back-off"))
+
+
+def spooled_seqs(site: Site) -> list[int]:
+    box = Outbox(site.loaded.resolve("spool.sqlite"))
+    try:
+        return [decode_unverified(payload, topic).seq
+                for _, topic, payload, _ in box.pending(0, 1 << 30)]
+    finally:
+        box.close()
