@@ -15,13 +15,15 @@ Resends for want of a confirmation back off: each one that brings none doubles t
 ``ACK_BACKOFF_MAX`` × ``ack_timeout_s`` (4 min at the default 30 s); any confirmation, and
 every connect, brings it back to ``ack_timeout_s``. Without it, while storage is down or the
 ingest is away, the same window of messages went out again every ``ack_timeout_s`` and piled
-up as copies in the broker's queue for the ingest's persistent session (the chaos suite,
-tests/integration/chaos/, saw it: 588 copies of 181 messages in an 8 s storage outage).
+up as copies: in the ingest's spool (the chaos suite, tests/integration/chaos/, saw 588 copies
+of 181 messages in an 8 s InfluxDB outage with a 2 s timeout) and in the broker's queue for an
+absent ingest's persistent session.
 
 Pacing: at most ``max_unconfirmed`` messages are out at once (sent, not yet confirmed) and at
 most ``max_rate`` per second, replays included: the broker's queue for a slow or absent ingest
-never holds more than that (Mosquitto drops QoS 1 messages beyond ``max_queued_messages``,
-1 000 by default). The rest waits on disk, so a long outage costs disk, not memory.
+holds at most that many plus the copies of the resends, one window per (backed-off) resend
+(Mosquitto drops QoS 1 messages beyond ``max_queued_messages``, 1 000 by default; what it
+drops is sent again). The rest waits on disk, so a long outage costs disk, not memory.
 
 Retained state (device meta, alarm state, status) is kept in memory, newest per topic, and
 sent again at every connect: it describes now, not history.
