@@ -11,6 +11,9 @@ SIGTERM then SIGKILL) at the end of the session — also on Ctrl-C, through the 
 * ``victoria_metrics``: ``victoria-metrics`` (1.79) with ``-retentionPeriod=100y``.
 * ``chromium``: Debian's ``/usr/bin/chromium``, headless, driven by Playwright for Python
   (one browser per module; Playwright never downloads a browser here).
+* :func:`restartable_influxdb` and :func:`restartable_mosquitto` (context managers, not
+  fixtures): a private server of one test that the test stops, kills and starts again on the
+  same port and the same files (the chaos suite, ``tests/integration/chaos/``).
 
 ``DAQ_TEST_INFLUXDB_URL`` / ``DAQ_TEST_VM_URL`` point the fixtures at servers already running
 instead. When a binary is missing the fixture skips, or fails under ``CI=true``
@@ -43,7 +46,15 @@ import orjson
 import pytest
 import urllib3
 
-from simulators.broker import Broker, answers, find_mosquitto, free_port, private_mosquitto
+from simulators.broker import (
+    MOSQUITTO_CONF,
+    Broker,
+    _broker_writable_dir,
+    answers,
+    find_mosquitto,
+    free_port,
+    private_mosquitto,
+)
 from simulators.influxd import influxd_command
 
 INSTALL_HINT = ("run .ci/install-deps (Debian packages: influxdb victoria-metrics mosquitto "
@@ -52,11 +63,14 @@ START_TIMEOUT_S = 20.0
 
 __all__ = [
     "InfluxDatabase",
+    "Restartable",
     "Server",
     "chromium",
     "free_port",
     "influx_db",
     "influxdb_v1",
+    "restartable_influxdb",
+    "restartable_mosquitto",
     "start_process",
     "victoria_metrics",
     "wait_http",
@@ -364,6 +378,125 @@ def private_broker() -> Iterator[Broker]:
         return
     with private_mosquitto(binary) as broker:
         yield broker
+
+
+# -- servers a test stops, kills and starts again -----------------------------------------
+
+
+class Restartable:
+    """A private server of one test, on a fixed port with its files kept in one temporary
+    directory across restarts: :meth:`stop` (SIGTERM, a clean stop), :meth:`kill` (SIGKILL)
+    and :meth:`start` again. Each start logs to a file of its own in :attr:`tmp`."""
+
+    def __init__(self, name: str, tmp: Path, port: int, args: Callable[[], list[str]],
+                 ready: Callable[[], bool]) -> None:
+        self.name, self.tmp, self.port = name, tmp, port
+        self._args, self._ready = args, ready
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is running already")
+        self.starts += 1
+        log_path = self.tmp / f"{self.name}-{self.starts}.log"
+        self.proc = start_process(self._args(), log_path, self.tmp)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_bytes()[-4000:].decode("utf-8", "replace")
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start:\n{tail}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM (then SIGKILL after 10 s): the server shuts down cleanly."""
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown at all."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            stop_process(self.proc)
+            self.proc = None
+
+
+@contextlib.contextmanager
+def _restartable(name: str, args: Callable[[Path, int], list[str]],
+                 ready: Callable[[int], bool]) -> Iterator[Restartable]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"daq-test-{name}-"))
+    server: Restartable | None = None
+    try:
+        port = free_port()
+        server = Restartable(name, tmp, port, lambda: args(tmp, port), lambda: ready(port))
+        try:
+            server.start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pings(port: int) -> bool:
+    try:
+        return http("GET", f"http://127.0.0.1:{port}/ping").status == 204
+    except urllib3.exceptions.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def restartable_influxdb() -> Iterator[Restartable]:
+    """A private influxd (started) that the test may stop or kill and start again on the same
+    data: what it acknowledged (HTTP 204) must still be there."""
+    binary = find_binary("influxd")
+    if binary is None:
+        missing("influxd (Debian package influxdb)")
+        return
+    with _restartable("influxdb", _influxd_args(binary), _pings) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def restartable_mosquitto(*, persistence: bool = True) -> Iterator[Restartable]:
+    """A private Mosquitto (started) with the settings daq needs (``simulators/broker.py``),
+    that the test may stop or kill and start again on the same port. ``persistence=False``:
+    a restart loses every session and every queued message."""
+    binary = find_mosquitto()
+    if binary is None:
+        missing("mosquitto (Debian package mosquitto)")
+        return
+    mosquitto = binary
+    conf_text = MOSQUITTO_CONF if persistence else MOSQUITTO_CONF.replace(
+        "persistence true", "persistence false")
+    assert conf_text.count("persistence false") == (0 if persistence else 1)
+
+    def args(tmp: Path, port: int) -> list[str]:
+        conf = tmp / "mosquitto.conf"
+        if not conf.exists():
+            conf.write_text(conf_text.format(port=port, dir=_broker_writable_dir(tmp)))
+        return [mosquitto, "-c", str(conf)]
+
+    with _restartable("mosquitto", args, lambda port: answers("127.0.0.1", port)) as server:
+        yield server
 
 
 # -- headless Chromium ------------------------------------------------------------------

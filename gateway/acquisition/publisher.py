@@ -11,10 +11,19 @@ Delivery (``gateways[].delivery``):
   reading overwrites itself in storage) and counted by the ingest.
 * ``confirm: broker``: the PUBACK deletes the row (a site whose consumer is not daq's ingest).
 
+Resends for want of a confirmation back off: each one that brings none doubles the wait, up to
+``ACK_BACKOFF_MAX`` × ``ack_timeout_s`` (4 min at the default 30 s); any confirmation, and
+every connect, brings it back to ``ack_timeout_s``. Without it, while storage is down or the
+ingest is away, the same window of messages went out again every ``ack_timeout_s`` and piled
+up as copies: in the ingest's spool (the chaos suite, tests/integration/chaos/, saw 588 copies
+of 181 messages in an 8 s InfluxDB outage with a 2 s timeout) and in the broker's queue for an
+absent ingest's persistent session.
+
 Pacing: at most ``max_unconfirmed`` messages are out at once (sent, not yet confirmed) and at
 most ``max_rate`` per second, replays included: the broker's queue for a slow or absent ingest
-never holds more than that (Mosquitto drops QoS 1 messages beyond ``max_queued_messages``,
-1 000 by default). The rest waits on disk, so a long outage costs disk, not memory.
+holds at most that many plus the copies of the resends, one window per (backed-off) resend
+(Mosquitto drops QoS 1 messages beyond ``max_queued_messages``, 1 000 by default; what it
+drops is sent again). The rest waits on disk, so a long outage costs disk, not memory.
 
 A confirmed row whose DELETE the disk refuses (a full disk: a DELETE needs WAL space too) is
 kept and deleted at a later try, once a second: the publisher goes on sending, the rows may
@@ -45,6 +54,8 @@ from gateway.mqtt import LinkLog, Will, connect_async, make_client
 from gateway.outbox import Outbox, OutboxError, OutboxWriteError
 
 log = logging.getLogger(__name__)
+
+ACK_BACKOFF_MAX = 8  # the longest wait for a confirmation, in units of ack_timeout_s
 
 
 class Publisher:
@@ -79,6 +90,7 @@ class Publisher:
         self._awaiting: dict[int, float] = {}  # outbox id -> monotonic send time (PUBACKed)
         self._cursor = 0
         self._rewind = False
+        self.ack_wait_s = self.delivery.ack_timeout_s  # backs off while nothing is confirmed
         self._tokens = 1.0
         self._refill_at = time.monotonic()
         self._connected = threading.Event()
@@ -111,6 +123,7 @@ class Publisher:
         for topic, payload in list(self._retained.items()):
             client.publish(topic, payload, qos=1, retain=True)
         self._rewind = True  # send again whatever storage has not confirmed
+        self.ack_wait_s = self.delivery.ack_timeout_s  # a new path: no reason to wait long
         self._connected.set()
         self._poke()
 
@@ -255,14 +268,16 @@ class Publisher:
             for first, last in ranges:
                 for row in [r for r in self._awaiting if first <= r <= last]:
                     del self._awaiting[row]
+            self.ack_wait_s = self.delivery.ack_timeout_s  # storage answers again
         self._delete()
         if self._awaiting and not self._rewind:
             oldest = min(self._awaiting.values())
-            if time.monotonic() - oldest > self.delivery.ack_timeout_s:
+            if time.monotonic() - oldest > self.ack_wait_s:
                 log.warning("gateway: storage has not confirmed %d messages within %.0f s; "
-                            "sending them again", len(self._awaiting),
-                            self.delivery.ack_timeout_s)
+                            "sending them again", len(self._awaiting), self.ack_wait_s)
                 self._rewind = True
+                self.ack_wait_s = min(self.ack_wait_s * 2,
+                                      self.delivery.ack_timeout_s * ACK_BACKOFF_MAX)
         if self._rewind:
             self._rewind = False
             oldest_row = self.outbox.first_id()

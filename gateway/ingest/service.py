@@ -118,15 +118,17 @@ class IngestStats:
     gaps: int = 0  # sequence ranges missing for longer than gap_report_s
     write_errors: int = 0
     acks_sent: int = 0
+    resends_not_spooled: int = 0  # resends while storage is down, held or stored already
 
 
 class _Stream:
     """What the ingest stored of one gateway epoch's sequence, and what it has confirmed."""
 
-    __slots__ = ("gaps_seen", "stored", "unacked")
+    __slots__ = ("gaps_seen", "spooled", "stored", "unacked")
 
     def __init__(self) -> None:
         self.stored = RangeSet()
+        self.spooled = RangeSet()  # put in the spool by this process (replayed or not)
         self.unacked = RangeSet()
         self.gaps_seen: dict[tuple[int, int], float] = {}  # gap -> first seen (monotonic)
 
@@ -468,9 +470,25 @@ class Ingest:
                     stream.gaps_seen[gap] = float("inf")  # reported once
 
     def _spool_parsed(self, parsed: list[_Parsed]) -> None:
+        """Keep messages for the replay, each once. While storage is down the gateway sends
+        what it has not confirmed again (every ``ack_timeout_s``, backing off): a resend of a
+        message this process has spooled already is not kept again, and a resend of one
+        stored already is confirmed again at once (its confirmation was lost). Without this
+        the spool filled with copies, all written again on replay (the chaos suite:
+        tests/integration/chaos/test_influxdb.py)."""
         assert self._spool is not None
-        self._spool.put_many([(p.topic, p.payload) for p in parsed])
-        self.stats.spooled_messages += len(parsed)
+        fresh: list[_Parsed] = []
+        for p in parsed:
+            stream = self._streams.setdefault(p.stream, _Stream())
+            if p.batch.seq in stream.stored:
+                stream.unacked.add(p.batch.seq)
+                self.stats.resends_not_spooled += 1
+            elif not stream.spooled.add(p.batch.seq):
+                self.stats.resends_not_spooled += 1
+            else:
+                fresh.append(p)
+        self._spool.put_many([(p.topic, p.payload) for p in fresh])
+        self.stats.spooled_messages += len(fresh)
 
     def _replay(self) -> bool:
         """Write spooled messages to storage; False if the storage is still down."""
