@@ -327,7 +327,7 @@ function makeTrend(svg, key) {
 }
 
 // -- alarms --------------------------------------------------------------------------------
-const KINDS = ["communication", "calibration_expired", "chain_broken", "verification_overdue", "verification_due_soon", "service_life_ended", "drift", "stuck", "out_of_range"];
+const KINDS = ["communication", "calibration_expired", "chain_broken", "verification_overdue", "verification_due_soon", "service_life_ended", "drift", "stuck", "out_of_range", "outbox_unwritable", "outbox_full"];
 function viewAlarms(main, params) {
   const kind = params.get("kind") || "", ent = params.get("enterprise") || "";
   const ents = [...new Set([...S.devices.values()].map((d) => d.enterprise))].sort();
