@@ -245,7 +245,7 @@ async def test_the_cap_bounds_the_outbox_during_an_outage_and_says_so(tmp_path: 
         port = free_port()
         ent = unique()
         loaded = site(tmp_path, fleet, ent, port, tmp_path / "outbox.sqlite",
-                      extra="    outbox_max_mb: 0.1\n")
+                      extra="    outbox_max_mb: 0.1\n    delivery: {ack_timeout_s: 1}\n")
         gw = GatewayService(loaded)
         task = asyncio.create_task(gw.run())
         try:
@@ -267,6 +267,12 @@ async def test_the_cap_bounds_the_outbox_during_an_outage_and_says_so(tmp_path: 
                     await wait_for(lambda: bool(states) and not any(
                         a.kind == AlarmKind.OUTBOX_FULL for a in states[-1].alarms), 20,
                         "outbox_full did not clear")
+                    # the backlog went out when the broker came back, maybe before the ingest
+                    # subscribed: what storage does not confirm is sent again (after
+                    # ack_timeout_s); it must arrive while the gateway still runs
+                    backlog = gw.acquired - gw.guard.dropped_readings
+                    await wait_for(lambda: ingest.stats.written_readings >= backlog, 30,
+                                   "the backlog kept by the cap was not sent again")
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
