@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from daq.cli.common import EXIT_CONFIG, open_registry, or_exit, registry_option, run, who
+from daq.cli.common import (
+    EXIT_CONFIG,
+    open_registry,
+    or_exit,
+    registry_option,
+    run,
+    trusted_registry,
+    who,
+)
 from daq.config.yamlsrc import SourceErrors
 
 EXIT_FAILED = 1
@@ -158,7 +166,8 @@ def _context(registry: str, dut: str, ref: str) -> Any:
     from calibration.chain import Records
     from gateway.bench.runner import BenchError, context_from_records
 
-    with open_registry(registry) as reg:
+    with trusted_registry(registry, "no session against a reference whose chain cannot be "
+                          "trusted") as reg:
         records = Records.of(reg.list("instrument"), reg.list("certificate"))
     if dut not in records.instruments:
         raise BenchError(f"DUT {dut!r} is not in the registry {registry}: import its "

@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from daq.cli.common import EXIT_CONFIG, open_registry, or_exit, registry_option, who
+from daq.cli.common import (
+    EXIT_CONFIG,
+    open_registry,
+    or_exit,
+    registry_option,
+    trusted_registry,
+    who,
+)
 
 EXIT_FAILED = 1
 
@@ -174,21 +181,9 @@ def trace(instrument: str, at_date: Any, as_json: bool, registry_path: str) -> N
     from calibration.chain import Link, Records, resolve
 
     at = at_date.date() if at_date is not None else dt.datetime.now(dt.UTC).date()
-    from calibration.registry import RegistryError
-
-    with open_registry(registry_path) as reg:
-        try:
-            tampered = reg.verify()
-            if tampered:
-                click.echo(f"{reg.path}: the audit log fails its check (daq audit verify): "
-                           f"{tampered[0]}", err=True)
-                click.echo("no traceability chain from a registry that is not trusted",
-                           err=True)
-                sys.exit(EXIT_FAILED)
-            records = Records.of(reg.list("instrument"), reg.list("certificate"))
-        except RegistryError as exc:  # corrupt, locked, a record that does not parse
-            click.echo(str(exc), err=True)
-            sys.exit(EXIT_CONFIG)
+    with trusted_registry(registry_path,
+                          "no traceability chain from a registry that is not trusted") as reg:
+        records = Records.of(reg.list("instrument"), reg.list("certificate"))
     chain = resolve(records, instrument, at)
     if as_json:
         click.echo(orjson.dumps(chain.as_dict(), option=orjson.OPT_INDENT_2).decode())

@@ -6,10 +6,11 @@ all to register their commands."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -96,14 +97,36 @@ def open_registry(path: str | None, create: bool = False) -> Any:
         sys.exit(EXIT_CONFIG)
 
 
+@contextlib.contextmanager
+def trusted_registry(path: str | None, refused: str) -> Iterator[Any]:
+    """The registry, once its audit log passes its check (``daq audit verify``): records
+    changed behind its back are not used. Otherwise print the first problem and ``refused``
+    (what the command will not do) and exit 1; a file that cannot be read exits 2."""
+    from calibration.registry import RegistryError
+
+    with open_registry(path) as reg:
+        try:
+            problems = reg.verify()
+        except RegistryError as exc:  # corrupt, locked, a record that does not parse
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_CONFIG)
+        if problems:
+            click.echo(f"{reg.path}: the audit log fails its check (daq audit verify): "
+                       f"{problems[0]}", err=True)
+            click.echo(refused, err=True)
+            sys.exit(1)
+        yield reg
+
+
 def load_record_set(path: str) -> Any:
     """All the records (a :class:`calibration.records.RecordSet`) of a records file
-    (.yaml/.yml/.json) or of a registry; exit 2 on errors."""
+    (.yaml/.yml/.json) or of a registry whose audit log passes its check; exit 2 on errors,
+    1 on a registry that is not trusted."""
     from calibration.records import RecordSet, load_records
 
     if path.lower().endswith(RECORDS_SUFFIXES):
         return or_exit(load_records, path)
-    with open_registry(path) as reg:
+    with trusted_registry(path, "its records are not used: the registry is not trusted") as reg:
         return RecordSet.model_validate({
             "instruments": reg.list("instrument"), "certificates": reg.list("certificate"),
             "verifications": reg.list("verification")})

@@ -2,7 +2,8 @@
 ``$DAQ_REGISTRY``): ``GET /api/chain/CERT`` (JSON) and ``GET /chain/CERT`` (a small HTML page).
 
 The chain is the certificate's instrument's chain today in the dashboard's time zone,
-resolved by :func:`calibration.chain.resolve`; the registry is opened read-only per request.
+resolved by :func:`calibration.chain.resolve`; the registry is opened read-only per request,
+and a registry whose audit log fails its check shows no chain (HTTP 409).
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class ChainView:
                                         "(daq dashboard --registry FILE or DAQ_REGISTRY)")
         try:
             with Registry(self.registry, create=False, read_only=True) as reg:
+                problems = reg.verify()  # records changed behind its back are not shown
+                if problems:
+                    raise web.HTTPConflict(
+                        text=f"the registry's audit log fails its check ({problems[0]}): no "
+                             "traceability chain from a registry that is not trusted")
                 cert = reg.get("certificate", cert_id)
                 instruments = [r for r in reg.list("instrument") if isinstance(r, Instrument)]
                 certs = [r for r in reg.list("certificate") if isinstance(r, Certificate)]
