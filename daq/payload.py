@@ -40,6 +40,7 @@ from daq.limits import (
     ts_limit_ns,
 )
 from daq.model import DeviceMeta, Quality, Reading, Reason, join_reasons, split_reasons
+from daq.signing import unsigned_body
 
 DATA_SCHEMA = "daq.data/2"
 ACK_SCHEMA = "daq.ack/1"
@@ -96,9 +97,6 @@ class Batch:
         return [Reading(e.ts_ns, self.enterprise, self.gateway, device, e.alarm.key, "alarm",
                         "", 1 if e.action == "raised" else 0, reason=e.alarm.reason)
                 for device, e in self.events]
-
-    def devices(self) -> list[str]:
-        return sorted({r.device for r in self.readings} | {d for d, _ in self.events})
 
 
 def _item(r: Reading) -> dict[str, Any]:
@@ -194,16 +192,21 @@ def decode_batch(body: bytes, *, now_ns: int | None = None) -> Batch:
         raise PayloadError(str(exc)) from exc
 
 
-def decode_unverified(payload: bytes, topic: str, *, now_ns: int | None = None) -> Batch:
-    """A batch as a viewer reads it (the dashboard, the terminal table): the signature trailer
-    is stripped, not checked — storage checks it. Every field is still checked, and the
-    enterprise and gateway must be those of the topic (``daq/{enterprise}/{gateway}/data``)."""
-    cut = payload.rfind(b"\n#")
-    batch = decode_batch(payload if cut < 0 else payload[:cut], now_ns=now_ns)
+def decode_batch_on(topic: str, body: bytes, *, now_ns: int | None = None) -> Batch:
+    """The batch ``body`` published on ``topic``: every field checked (:func:`decode_batch`),
+    and its enterprise and gateway those of the topic (``daq/{enterprise}/{gateway}/data``): a
+    gateway allowed to publish only under its own prefix must not speak for another."""
+    batch = decode_batch(body, now_ns=now_ns)
     if topic_gateway(topic, "data") != (batch.enterprise, batch.gateway):
         raise PayloadError(f"payload names {batch.enterprise}/{batch.gateway} but was "
                            f"published on {topic[:120]!r}")
     return batch
+
+
+def decode_unverified(payload: bytes, topic: str, *, now_ns: int | None = None) -> Batch:
+    """A batch as a viewer reads it (the dashboard, the terminal table): the signature trailer
+    is stripped, not checked — storage checks it (:func:`decode_batch_on` otherwise)."""
+    return decode_batch_on(topic, unsigned_body(payload), now_ns=now_ns)
 
 
 def _check_epoch(value: Any) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "public_key_b64",
     "public_key_from_b64",
     "split_signed",
+    "unsigned_body",
     "verify_signed",
     "write_private_key",
 ]
@@ -117,6 +118,12 @@ class Signer:
     def sign(self, body: bytes) -> bytes:
         """``body`` with its signature trailer (the body must not contain a newline)."""
         return body + self._prefix + base64.b64encode(self._key.sign(body))
+
+
+def unsigned_body(payload: bytes) -> bytes:
+    """The body of a message with its signature trailer (if any) cut off, unchecked."""
+    cut = payload.rfind(TRAILER)
+    return payload if cut < 0 else payload[:cut]
 
 
 def split_signed(payload: bytes) -> tuple[bytes, str, bytes]:

@@ -75,13 +75,15 @@ def _writing(db: sqlite3.Connection, what: str) -> Iterator[None]:
 class Outbox:
     def __init__(self, path: Path) -> None:
         self.path = path
+        db: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db = self._db = sqlite3.connect(path, isolation_level=None,
+                                            check_same_thread=False)
             self._open()
         except (sqlite3.Error, OSError) as exc:
-            with contextlib.suppress(Exception):
-                self._db.close()
+            if db is not None:
+                db.close()
             raise OutboxOpenError(
                 f"outbox {path}: cannot be opened for writing: {exc}") from exc
 

@@ -55,10 +55,3 @@ class RangeSet:
     def gaps(self) -> list[tuple[int, int]]:
         """The holes between the ranges (what is missing below the highest number)."""
         return [(b + 1, a - 1) for a, b in zip(self._firsts[1:], self._lasts[:-1], strict=True)]
-
-    def discard_below(self, n: int) -> None:
-        """Forget everything below ``n`` (keeps memory bounded on a long stream)."""
-        while self._firsts and self._lasts[0] < n:
-            del self._firsts[0], self._lasts[0]
-        if self._firsts and self._firsts[0] < n:
-            self._firsts[0] = n

@@ -124,6 +124,23 @@ def find_binary(name: str) -> str | None:
         (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)), None)
 
 
+@contextlib.contextmanager
+def mosquitto_readable_dir(prefix: str, *tools: str) -> Iterator[Path]:
+    """A temporary folder for a private Mosquitto's config, certificates and password files,
+    after checking that ``tools`` are installed (a failure, not a skip). Mosquitto started as
+    root drops to its own user, which cannot enter pytest's 0700 temporary folders: this one
+    is readable by all, and removed at the end."""
+    for tool in tools:
+        if find_binary(tool) is None:
+            pytest.fail(f"{tool} not installed (Debian packages openssl, mosquitto)")
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1.0, read=5.0))
 
 
@@ -189,6 +206,14 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None
     else:  # the leader is gone: make sure nothing of its group survives
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def kill_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group at once (no shutdown, no flush: a crash) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stop_process(proc)  # forgets it, and kills anything of its group that survived
 
 
 @atexit.register
@@ -430,10 +455,7 @@ class Restartable:
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown at all."""
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            stop_process(self.proc)
+            kill_process(self.proc)
             self.proc = None
 
 

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from daq.cli.common import load_site, run
+from daq.cli.common import EXIT_CONFIG, load_site, run
 from daq.cli.logs import service_started
 
 
@@ -17,11 +17,17 @@ from daq.cli.logs import service_started
 @click.option("--gateway", "gateway_id", default=None, help="Gateway id (default: the first).")
 def gateway(config_file: str, gateway_id: str | None) -> None:
     """Run a gateway: poll its devices and publish to MQTT through the durable outbox."""
+    from daq.config import UnknownGatewayError
     from gateway.acquisition.service import GatewayService
     from gateway.outbox import OutboxOpenError
 
     service_started("gateway")
     loaded = load_site(config_file)
+    try:
+        loaded.gateway(gateway_id)
+    except UnknownGatewayError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
 
     async def go() -> None:
         try:

@@ -35,6 +35,7 @@ from daq.config.site import (
     MqttLogin,
     SerialLine,
     Tls,
+    UnknownGatewayError,
     load_config,
     load_config_located,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "MqttLogin",
     "SerialLine",
     "Tls",
+    "UnknownGatewayError",
     "load_config",
     "load_config_located",
 ]

@@ -31,6 +31,7 @@ from daq.config.profiles import (
     profile_dirs,
 )
 from daq.config.yamlsrc import Located, SourceError, SourceErrors, load_yaml, validated
+from daq.errors import DaqError
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
 
@@ -405,6 +406,13 @@ class Config(_Strict):
     storage: Storage = Historian(kind="historian")
 
 
+class UnknownGatewayError(DaqError, KeyError):
+    """A gateway id (``--gateway``) the site file does not have."""
+
+    def __str__(self) -> str:  # a KeyError would print its message in quotes
+        return str(self.args[0])
+
+
 @dataclass
 class LoadedConfig:
     """A validated config with its profiles resolved and relative paths anchored."""
@@ -434,7 +442,8 @@ class LoadedConfig:
         for gw in gws:
             if gw.id == gateway_id:
                 return gw
-        raise KeyError(f"no gateway {gateway_id!r} in {self.path}")
+        raise UnknownGatewayError(f"no gateway {gateway_id!r} in {self.path} (gateways: "
+                                  f"{', '.join(gw.id for gw in gws) or 'none'})")
 
     def signing_key_path(self, gw: Gateway) -> Path:
         return self.resolve(gw.signing_key.format(gateway=gw.id))
@@ -593,6 +602,7 @@ __all__ = [
     "MqttLogin",
     "SerialLine",
     "Tls",
+    "UnknownGatewayError",
     "load_config",
     "load_config_located",
 ]

@@ -11,15 +11,16 @@ After every poll of a device the supervisor works out which alarms hold —
   mandatory-verification ones) —
 
 and reconciles the device's :class:`~daq.alarms.AlarmBook` with them. When anything changed
-(or the device's state was never published by this process) it returns the retained
-``…/alarms`` message to publish, with the transitions as events.
+(or the device's state was never published by this process) it returns an
+:class:`AlarmUpdate`: the retained ``…/alarms`` message to publish, and the transitions as
+events for storage.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from daq.alarms import (
     Alarm,
@@ -35,10 +36,20 @@ from gateway.acquisition.poller import DeviceState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlarmSource", "AlarmSupervisor"]
+__all__ = ["AlarmSource", "AlarmSupervisor", "AlarmUpdate"]
 
 _READING_FLAGS: dict[str, AlarmKind] = {Reason.STUCK: AlarmKind.STUCK,
                                         Reason.OUT_OF_RANGE: AlarmKind.OUT_OF_RANGE}
+
+
+class AlarmUpdate(NamedTuple):
+    """A device's changed alarm state: the retained message to publish, and the events
+    (raised, cleared) that the gateway's next batch carries to storage."""
+
+    topic: str
+    payload: bytes
+    device: str
+    events: list[AlarmEvent]
 
 
 class AlarmSource(Protocol):
@@ -63,8 +74,8 @@ class AlarmSupervisor:
                 *(source.kinds for source in self.sources)))  # the kinds reconciled here
 
     def observe(self, device: str, state: DeviceState, readings: Sequence[Reading],
-                now_ns: int) -> tuple[str, bytes] | None:
-        """Reconcile ``device``'s alarms after a poll; the retained message if it changed."""
+                now_ns: int) -> AlarmUpdate | None:
+        """Reconcile ``device``'s alarms after a poll; the update if its state changed."""
         desired: list[Alarm] = []
         if state.degraded:
             desired.append(Alarm(AlarmKind.COMMUNICATION, now_ns,
@@ -77,33 +88,29 @@ class AlarmSupervisor:
         book.reconcile(self._kinds, desired, now_ns)
         if not book.changed() and device not in self._unpublished:
             return None
+        return self._update(device, book, now_ns)
+
+    def gateway_wide(self, kinds: Iterable[str], desired: Sequence[Alarm], now_ns: int
+                     ) -> list[AlarmUpdate]:
+        """Make the active alarms of ``kinds`` exactly ``desired`` on every device (an alarm of
+        the gateway as a whole, e.g. its outbox); the updates of the devices whose state
+        changed."""
+        out: list[AlarmUpdate] = []
+        for device, book in self.books.items():
+            book.reconcile(kinds, desired, now_ns)
+            if book.changed():
+                out.append(self._update(device, book, now_ns))
+        return out
+
+    def _update(self, device: str, book: AlarmBook, now_ns: int) -> AlarmUpdate:
+        """The retained message of ``device``'s state, with the events drained (logged)."""
         self._unpublished.discard(device)
         events = book.drain()
         for e in events:
             log.warning("%s: alarm %s %s: %s", device, e.alarm.key, e.action, e.alarm.reason)
-        return (alarms_topic(self.enterprise, self.gateway, device),
-                encode_alarms(self.enterprise, self.gateway, device, now_ns, book.active,
-                              events))
-
-    def gateway_wide(self, kinds: Iterable[str], desired: Sequence[Alarm], now_ns: int
-                     ) -> list[tuple[str, bytes, list[AlarmEvent]]]:
-        """Make the active alarms of ``kinds`` exactly ``desired`` on every device (an alarm of
-        the gateway as a whole, e.g. its outbox); the retained messages of the devices whose
-        state changed, with their events."""
-        out: list[tuple[str, bytes, list[AlarmEvent]]] = []
-        for device, book in self.books.items():
-            book.reconcile(kinds, desired, now_ns)
-            if not book.changed():
-                continue
-            self._unpublished.discard(device)
-            events = book.drain()
-            for e in events:
-                log.warning("%s: alarm %s %s: %s", device, e.alarm.key, e.action,
-                            e.alarm.reason)
-            out.append((alarms_topic(self.enterprise, self.gateway, device),
-                        encode_alarms(self.enterprise, self.gateway, device, now_ns,
-                                      book.active, events), events))
-        return out
+        return AlarmUpdate(alarms_topic(self.enterprise, self.gateway, device),
+                           encode_alarms(self.enterprise, self.gateway, device, now_ns,
+                                         book.active, events), device, events)
 
     def _from_readings(self, device: str, readings: Sequence[Reading],
                        now_ns: int) -> list[Alarm]:

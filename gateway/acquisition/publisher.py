@@ -271,7 +271,7 @@ class Publisher:
             self.ack_wait_s = self.delivery.ack_timeout_s  # storage answers again
         self._delete()
         if self._awaiting and not self._rewind:
-            oldest = min(self._awaiting.values())
+            oldest = next(iter(self._awaiting.values()))  # kept in the order they were sent
             if time.monotonic() - oldest > self.ack_wait_s:
                 log.warning("gateway: storage has not confirmed %d messages within %.0f s; "
                             "sending them again", len(self._awaiting), self.ack_wait_s)

@@ -16,19 +16,12 @@ import asyncio
 import logging
 
 from calibration.legal import load_periods
-from daq.alarms import (
-    Alarm,
-    AlarmEvent,
-    AlarmKind,
-    AlarmPayloadError,
-    Severity,
-    decode_alarms,
-)
+from daq.alarms import Alarm, AlarmEvent, AlarmKind, Severity
 from daq.config import LoadedConfig
 from daq.model import Reading, now_ns
 from daq.payload import data_topic, encode_batch, encode_meta, meta_topic, status_topic
 from daq.signing import Signer
-from gateway.acquisition.alarming import AlarmSource, AlarmSupervisor
+from gateway.acquisition.alarming import AlarmSource, AlarmSupervisor, AlarmUpdate
 from gateway.acquisition.calibration_stage import CalibrationStage
 from gateway.acquisition.driftwatch import DriftWatch
 from gateway.acquisition.identity import gateway_signer
@@ -39,15 +32,6 @@ from gateway.mqtt import Will, unique_client_id
 from gateway.outbox import Outbox
 
 log = logging.getLogger(__name__)
-
-
-class _Retained:
-    """A retained message queued behind the readings that caused it (e.g. alarm state)."""
-
-    __slots__ = ("payload", "topic")
-
-    def __init__(self, topic: str, payload: bytes) -> None:
-        self.topic, self.payload = topic, payload
 
 
 class GatewayService:
@@ -62,7 +46,7 @@ class GatewayService:
         self.loaded = loaded
         self.config = loaded.gateway(gateway_id)
         self.enterprise = loaded.config.enterprise.id
-        self._queue: asyncio.Queue[list[Reading] | _Retained] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[list[Reading] | AlarmUpdate] = asyncio.Queue(queue_size)
         self.commit_interval_s = commit_interval_s
         self.coordinators: list[DeviceCoordinator] = build_coordinators(
             loaded, self.config, self._enqueue
@@ -107,7 +91,7 @@ class GatewayService:
         )
         self.signer: Signer = gateway_signer(loaded, self.config)
         self._topic = data_topic(self.enterprise, self.config.id)
-        self._pending: list[list[Reading] | _Retained] = []  # taken, not yet committed
+        self._pending: list[list[Reading] | AlarmUpdate] = []  # taken, not yet committed
         self.acquired = 0  # readings put into the outbox
         legal_devices = frozenset(d for d in by_device
                                   if by_device[d] or any(by_channel[d].values()))
@@ -126,26 +110,21 @@ class GatewayService:
             self.drift.observe(readings)
         await self._queue.put(readings)  # waits when full: back-pressure on the poller
         device = readings[0].device
-        alarms = self.alarms.observe(device, self._coordinator[device].state, readings,
+        update = self.alarms.observe(device, self._coordinator[device].state, readings,
                                      now_ns())
-        if alarms is not None:
-            await self._queue.put(_Retained(*alarms))
+        if update is not None:  # queued behind the readings that caused it
+            await self._queue.put(update)
 
-    def _commit(self, batch: list[list[Reading] | _Retained]) -> None:
+    def _commit(self, batch: list[list[Reading] | AlarmUpdate]) -> None:
         """Commit what one interval gathered: its polls and alarm events as signed batches
         (``daq.data/2``, at most ``batch_max_readings`` readings each), one outbox row and one
         sequence number each; alarm state goes to the publisher as retained state."""
         polls: list[list[Reading]] = []
         events, self._carried = self._carried, []
         for item in batch:
-            if isinstance(item, _Retained):
+            if isinstance(item, AlarmUpdate):
                 self.publisher.set_retained(item.topic, item.payload)
-                try:
-                    state = decode_alarms(item.payload)
-                except AlarmPayloadError as exc:  # our own message: a bug, not an input
-                    log.error("alarm state not encoded as one: %s", exc)
-                    continue
-                events += [(state.device, e) for e in state.events]
+                events += [(item.device, e) for e in item.events]
             else:
                 polls.append(item)
         limit = self.config.delivery.batch_max_readings
@@ -187,11 +166,9 @@ class GatewayService:
             desired.append(Alarm(AlarmKind.OUTBOX_UNWRITABLE, self.publisher.delete_error_ns,
                                  f"{self.publisher.delete_error[:160]}; confirmed rows are "
                                  "kept until they can be deleted", Severity.CRITICAL))
-        for topic, payload, events in self.alarms.gateway_wide(OUTBOX_KINDS, desired,
-                                                               now_ns()):
-            self.publisher.set_retained(topic, payload)
-            device = topic.split("/")[3]
-            self._carried += [(device, e) for e in events]
+        for update in self.alarms.gateway_wide(OUTBOX_KINDS, desired, now_ns()):
+            self.publisher.set_retained(update.topic, update.payload)
+            self._carried += [(update.device, e) for e in update.events]
 
     async def _writer(self) -> None:
         """Batch device polls into outbox commits (one transaction per commit interval); at

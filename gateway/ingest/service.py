@@ -34,11 +34,11 @@ from daq.payload import (
     Batch,
     PayloadError,
     ack_topic,
-    decode_batch,
+    decode_batch_on,
     encode_ack,
     topic_gateway,
 )
-from daq.signing import TRAILER, SignatureError, verify_signed
+from daq.signing import SignatureError, unsigned_body, verify_signed
 from gateway.ingest.deadletters import DeadLetters
 from gateway.ingest.evidence import EvidenceStore
 from gateway.ingest.keyring import KeyRing
@@ -50,36 +50,6 @@ from gateway.storage.base import Storage, StorageError
 log = logging.getLogger(__name__)
 
 _BYTES_PER_READING = 150  # about, in a batch: the writer wakes at ~batch_size readings
-
-
-def stored_topic(topic: str) -> bool:
-    """Gateways' batches are stored; meta, status, alarm state and acknowledgements are not."""
-    return topic_gateway(topic, "data") is not None
-
-
-def batch_of(topic: str, payload: bytes, keys: KeyRing | None, *,
-             now_ns: int | None = None) -> tuple[Batch, str | None]:
-    """The batch a stored message carries, and the key id that signed it.
-
-    Raises SignatureError for a message not signed by a pinned, unrevoked key of the gateway
-    its topic names (with ``keys`` None: signatures not required, the trailer is ignored),
-    and PayloadError for a malformed one or one whose enterprise or gateway differ from its
-    topic's (``daq/{enterprise}/{gateway}/data``): a gateway allowed to publish only under its
-    own prefix could otherwise store readings under another's name."""
-    where = topic_gateway(topic, "data")
-    if where is None:
-        raise PayloadError(f"not a daq data topic: {topic[:120]!r}")
-    kid: str | None = None
-    if keys is not None:
-        body, kid = verify_signed(payload, lambda k: keys.lookup(k, *where))
-    else:
-        cut = payload.rfind(TRAILER)
-        body = payload if cut < 0 else payload[:cut]
-    batch = decode_batch(body, now_ns=now_ns)
-    if (batch.enterprise, batch.gateway) != where:
-        raise PayloadError(f"payload names {batch.enterprise}/{batch.gateway} but was "
-                           f"published on {topic!r}")
-    return batch, kid
 
 
 @dataclass(slots=True)
@@ -163,6 +133,7 @@ class Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
         self.keys: KeyRing | None = None
         if self.cfg.require_signatures:
             self.keys = KeyRing(loaded.keys_registry())
@@ -170,7 +141,6 @@ class Ingest:
         self.gap_report_s = 60.0
         self._streams: dict[tuple[str, str, str], _Stream] = {}
         self._evidence: EvidenceStore | None = None
-        self.client.on_disconnect = self._on_disconnect
         self.link = LinkLog("ingest", loaded)
         self.link.watch(self.client)
         self._lock = threading.Condition()
@@ -301,26 +271,38 @@ class Ingest:
         confirmed to the gateway (it is kept here, and sending it again would not help); one
         without a valid signature is never confirmed (it could name a real message's
         sequence number)."""
-        assert self._dead is not None
         now = time.time_ns()
         parsed: list[_Parsed] = []
         for m in messages:
-            if not stored_topic(m.topic):
+            where = topic_gateway(m.topic, "data")
+            if where is None:
                 continue  # meta, status, alarm state, acknowledgements: nothing to store
             try:
-                batch, _kid = batch_of(m.topic, m.payload, self.keys, now_ns=now)
+                body = self._authentic(m.payload, where)
             except SignatureError as exc:
                 self.stats.unsigned_messages += 1
                 self._reject(m.topic, m.payload, f"not authentic: {exc}")
                 continue
+            try:
+                batch = decode_batch_on(m.topic, body, now_ns=now)
             except PayloadError as exc:
                 self._reject(m.topic, m.payload, f"invalid: {exc}")
-                self._confirm_signed(m.topic, m.payload)
+                if self.keys is not None:
+                    self._confirm_invalid(where, body)
                 continue
             events = batch.event_readings()
             parsed.append(_Parsed(m.topic, m.payload, batch, batch.readings + events,
                                   len(events)))
         return parsed
+
+    def _authentic(self, payload: bytes, where: tuple[str, str]) -> bytes:
+        """The body of a message signed by a pinned, unrevoked key of the gateway its topic
+        names (SignatureError otherwise); with signatures not required, the body unchecked."""
+        if self.keys is None:
+            return unsigned_body(payload)
+        keys = self.keys
+        body, _ = verify_signed(payload, lambda kid: keys.lookup(kid, *where))
+        return body
 
     def _reject(self, topic: str, payload: bytes, reason: str) -> None:
         assert self._dead is not None
@@ -329,19 +311,13 @@ class Ingest:
         log.warning("ingest: message on %s kept in %s: %s", topic[:120], self._dead.path,
                     reason)
 
-    def _confirm_signed(self, topic: str, payload: bytes) -> None:
-        """Confirm a validly signed message that cannot be stored (its sequence number read
-        leniently: the body did not decode as a whole)."""
-        if self.keys is None:
-            return
-        where = topic_gateway(topic, "data")
+    def _confirm_invalid(self, where: tuple[str, str], body: bytes) -> None:
+        """Confirm an authentic message that cannot be stored, its sequence number read
+        leniently (the body did not decode as a whole)."""
         try:
-            assert where is not None
-            body, _ = verify_signed(payload, lambda k: self.keys.lookup(k, *where)
-                                    if self.keys else None)
             doc = orjson.loads(body)
             epoch, seq = doc["epoch"], doc["seq"]
-        except (SignatureError, orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
+        except (orjson.JSONDecodeError, KeyError, TypeError):
             return
         if type(epoch) is str and type(seq) is int and 1 <= seq < 1 << 63:
             self._streams.setdefault((*where, epoch), _Stream()).unacked.add(seq)

@@ -30,8 +30,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -49,7 +47,7 @@ from gateway.ingest.evidence import EvidenceStore
 from gateway.mqtt import unique_client_id
 from gateway.outbox import Outbox
 from simulators.fleet import MeterFleet, MeterSpec
-from tests.services import influx_query, start_process, stop_process
+from tests.services import influx_query, kill_process, start_process, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 METERS = (("sdm630", "incomer"), ("dtsu666", "furnace-1"), ("dtsu666", "compressor-1"))
@@ -231,10 +229,7 @@ class Daq:
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush, nothing."""
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            stop_process(self.proc)
+            kill_process(self.proc)
             self.proc = None
 
     def stop(self) -> int:

@@ -11,10 +11,8 @@ import os
 import pwd
 import queue
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from daq.config.broker_access import PBKDF2_ITERATIONS, hash_password
 from simulators.broker import Broker, free_port, private_mosquitto
+from tests.services import mosquitto_readable_dir
 
 pytestmark = pytest.mark.services
 
@@ -71,17 +70,8 @@ def daq(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def generated() -> Iterator[Generated]:
-    for tool in ("mosquitto", "mosquitto_passwd"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.fail(f"{tool} not installed (Debian package mosquitto)")
-    # mosquitto started as root drops to its own user, which cannot enter pytest's 0700
-    # temporary folders: a folder of our own, readable, removed at the end
-    d = Path(tempfile.mkdtemp(prefix="daq-test-access-"))
-    d.chmod(0o755)
-    try:
+    with mosquitto_readable_dir("daq-test-access-", "mosquitto", "mosquitto_passwd") as d:
         yield from _generated(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _generated(d: Path) -> Iterator[Generated]:

@@ -1,6 +1,7 @@
-"""An operator sees a broker outage: one line when the broker cannot be reached, for the
-gateway's publisher and the ingest alike, and one when it is back (real sockets: a port
-nobody listens on, then a private Mosquitto started on it)."""
+"""An operator sees a broker outage: one line when the broker cannot be reached or the
+connection drops, for the gateway's publisher and the ingest alike, and one when it is back
+(real sockets: a port nobody listens on, then a private Mosquitto started on it and
+stopped)."""
 
 from __future__ import annotations
 
@@ -68,9 +69,16 @@ async def test_outage_and_recovery_are_each_logged_once(
         with private_mosquitto(port=port):
             await wait_for_line(caplog, "ingest", "reachable again", timeout_s=40)
             await wait_for_line(caplog, "gateway", "reachable again", timeout_s=40)
-            publisher.stop()
-            await asyncio.to_thread(ingest.stop)
-            stopped = True
+        # the broker goes away under a live connection: one line each again
+        deadline = time.monotonic() + 20
+        while (len(lines(caplog, "ingest", "unreachable")) < 2
+               or len(lines(caplog, "gateway", "unreachable")) < 2):
+            assert time.monotonic() < deadline, "a dropped connection was not logged"
+            await asyncio.sleep(0.05)
+        assert any("disconnected" in m for m in lines(caplog, "ingest", "unreachable"))
+        publisher.stop()
+        await asyncio.to_thread(ingest.stop)
+        stopped = True
     finally:
         if not stopped:
             publisher.stop()

@@ -32,7 +32,7 @@ def test_ranges_equal_a_plain_set(adds: list[tuple[int, int]]) -> None:
         assert rs.gaps() == ranges_of(missing)
 
 
-def test_add_reports_duplicates_and_discard_keeps_the_tail() -> None:
+def test_add_reports_duplicates() -> None:
     rs = RangeSet()
     assert rs.add(5)
     assert rs.add(6)
@@ -40,5 +40,3 @@ def test_add_reports_duplicates_and_discard_keeps_the_tail() -> None:
     rs.add_range(10, 12)
     assert rs.ranges() == [(5, 6), (10, 12)]
     assert rs.gaps() == [(7, 9)]
-    rs.discard_below(11)
-    assert rs.ranges() == [(11, 12)]

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from gateway.storage import open_storage
 from simulators.broker import Broker, free_port, private_mosquitto
 from simulators.fleet import MeterFleet, MeterSpec
 from tests.integration.pathrun import pin_keys
+from tests.services import mosquitto_readable_dir
 
 pytestmark = pytest.mark.services
 
@@ -46,17 +45,8 @@ def openssl(*args: str, cwd: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tls_broker() -> Iterator[tuple[Broker, Path]]:
-    for tool in ("openssl", "mosquitto_passwd"):
-        if shutil.which(tool) is None and not Path(f"/usr/bin/{tool}").exists():
-            pytest.fail(f"{tool} not installed (Debian packages openssl, mosquitto)")
-    # mosquitto started as root drops to its own user, which cannot enter pytest's 0700
-    # temporary folders: a folder of our own, readable, removed at the end
-    d = Path(tempfile.mkdtemp(prefix="daq-test-tls-"))
-    d.chmod(0o755)
-    try:
+    with mosquitto_readable_dir("daq-test-tls-", "openssl", "mosquitto_passwd") as d:
         yield from _tls_broker(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _tls_broker(d: Path) -> Iterator[tuple[Broker, Path]]:

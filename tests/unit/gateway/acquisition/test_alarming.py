@@ -21,7 +21,7 @@ def test_state_goes_out_once_at_start_then_only_on_change() -> None:
     sup = AlarmSupervisor("e", "g", ["m"])
     first = sup.observe("m", DeviceState(), poll(None), T + 1)
     assert first is not None
-    topic, payload = first
+    topic, payload = first.topic, first.payload
     assert topic == "daq/e/g/m/alarms"
     assert decode_alarms(payload).alarms == ()
     assert sup.observe("m", DeviceState(), poll(None), T + 2) is None
